@@ -1,0 +1,41 @@
+//! # hnth-media: the conference core
+//!
+//! The live part of a meeting as a sans-IO state machine, in the style of `str0m` itself: the
+//! caller passes datagrams and the time in, and drains what comes out. No socket, no thread, no
+//! clock: floor control, layouts and forwarding are unit-tested with time passed in.
+//!
+//! ```no_run
+//! use std::time::Instant;
+//! use hnth_media::{Conference, Config, Output};
+//! # let (offer_sdp, src, dst, buf): (&str, std::net::SocketAddr, std::net::SocketAddr, Vec<u8>) = todo!();
+//! let mut conf = Conference::new(Config { candidates: vec![dst], ..Config::default() });
+//! conf.add_peer(Instant::now(), 1, 7, "site-1", offer_sdp).unwrap();   // site 1 into meeting 7
+//! conf.handle_receive(Instant::now(), src, dst, &buf);                   // a datagram arrived
+//! while let Some(out) = conf.poll_output() {
+//!     match out {
+//!         Output::Transmit(t) => { /* socket.send_to(&t.contents, t.destination) */ }
+//!         Output::Answer { .. } | Output::Offer { .. } => { /* to the peer's signaling */ }
+//!         _ => {}
+//!     }
+//! }
+//! let _next = conf.poll_timeout(); // call handle_timeout(now) then
+//! ```
+//!
+//! Forwarding works at the frame level: str0m depacketizes each incoming frame and packetizes it
+//! again for every receiver. That keeps simulcast layer switching simple (switch on the new
+//! layer's keyframe, media time rewritten to stay continuous) at the cost of CPU per packet; the
+//! benchmark issue measures that cost against Janus.
+//!
+//! Renegotiation: after a peer's initial offer, only the server offers (one offer outstanding per
+//! peer; further changes wait for its answer), so many sites joining at once cannot collide.
+
+mod conference;
+mod demux;
+mod layer;
+mod vp8;
+
+pub use conference::{
+    CloseReason, Conference, Config, LinkStats, MediaError, MeetingId, Output, PeerId,
+};
+pub use demux::stun_local_ufrag;
+pub use layer::{choose_layer, LayerRate};

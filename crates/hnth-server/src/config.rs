@@ -1,0 +1,176 @@
+//! Settings: a TOML file, then environment variables, then command-line flags.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub http: Http,
+    pub media: Media,
+    pub storage: Storage,
+    pub security: Security,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// Address and port of the web pages, API and WebSocket.
+    pub bind: SocketAddr,
+    /// `auto`: a self-signed certificate in the data folder, made on first run;
+    /// `files`: `cert` and `key` below; `off`: plain HTTP (only sensible on localhost).
+    pub tls: TlsMode,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    Auto,
+    Files,
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Media {
+    /// The one UDP port all media uses.
+    pub bind: SocketAddr,
+    /// The address sites reach the server at (the host candidate in every answer). Default: the
+    /// bind address if it is specific, else the machine's first non-loopback IPv4 address.
+    pub announce: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// Holds the SQLite database, the generated certificate and the demo logins.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Security {
+    pub session_hours: i64,
+    pub device_session_days: i64,
+    pub max_failed_logins: i64,
+    pub lockout_minutes: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            http: Http::default(),
+            media: Media::default(),
+            storage: Storage::default(),
+            security: Security::default(),
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            bind: "0.0.0.0:8443".parse().expect("literal"),
+            tls: TlsMode::Auto,
+            cert: None,
+            key: None,
+        }
+    }
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Media {
+            bind: "0.0.0.0:10000".parse().expect("literal"),
+            announce: None,
+        }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            data_dir: PathBuf::from("hnth-data"),
+        }
+    }
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            session_hours: 12,
+            device_session_days: 30,
+            max_failed_logins: 5,
+            lockout_minutes: 15,
+        }
+    }
+}
+
+impl Settings {
+    pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    anyhow::anyhow!("cannot read settings file {}: {e}", p.display())
+                })?;
+                toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("settings file {}: {e}", p.display()))
+            }
+            None => Ok(Settings::default()),
+        }
+    }
+
+    /// The address announced to peers for media.
+    pub fn announce_ip(&self) -> anyhow::Result<IpAddr> {
+        if let Some(ip) = self.media.announce {
+            return Ok(ip);
+        }
+        if !self.media.bind.ip().is_unspecified() {
+            return Ok(self.media.bind.ip());
+        }
+        first_lan_ipv4().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no non-loopback IPv4 address found: set media.announce (HNTH_ANNOUNCE)"
+            )
+        })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.storage.data_dir.join("hnth.db")
+    }
+}
+
+/// The machine's first non-loopback IPv4 address, for URLs and media candidates.
+pub fn first_lan_ipv4() -> Option<IpAddr> {
+    if_addrs::get_if_addrs()
+        .ok()?
+        .into_iter()
+        .map(|i| i.ip())
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_defaults() {
+        let s: Settings = toml::from_str(
+            "[http]\nbind = \"127.0.0.1:9000\"\ntls = \"off\"\n[media]\nannounce = \"10.0.0.5\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.http.bind.port(), 9000);
+        assert_eq!(s.http.tls, TlsMode::Off);
+        assert_eq!(s.announce_ip().unwrap().to_string(), "10.0.0.5");
+        assert_eq!(s.media.bind.port(), 10000);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Settings>("[http]\nbnd = \"x\"\n").is_err());
+    }
+}

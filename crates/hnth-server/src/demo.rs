@@ -1,0 +1,195 @@
+//! The demo province: Bạc Liêu's control center, the Party office and the seven district-level
+//! sites of Decision 561/QĐ-UBND, one device account per site, an operator and an administrator.
+
+use std::path::Path;
+
+use hnth_rules::roles::Role;
+use sqlx::SqlitePool;
+
+use crate::auth;
+
+/// (code, site name, unit name, unit kind)
+pub const SITES: &[(&str, &str, &str, &str)] = &[
+    (
+        "ttdk",
+        "Trung tâm điều khiển – Văn phòng UBND tỉnh",
+        "Văn phòng UBND tỉnh Bạc Liêu",
+        "provincial_office",
+    ),
+    (
+        "tinh-uy",
+        "Văn phòng Tỉnh ủy",
+        "Văn phòng Tỉnh ủy Bạc Liêu",
+        "party_office",
+    ),
+    (
+        "tp-bac-lieu",
+        "Thành phố Bạc Liêu",
+        "UBND thành phố Bạc Liêu",
+        "district",
+    ),
+    (
+        "tx-gia-rai",
+        "Thị xã Giá Rai",
+        "UBND thị xã Giá Rai",
+        "district",
+    ),
+    (
+        "hong-dan",
+        "Huyện Hồng Dân",
+        "UBND huyện Hồng Dân",
+        "district",
+    ),
+    (
+        "phuoc-long",
+        "Huyện Phước Long",
+        "UBND huyện Phước Long",
+        "district",
+    ),
+    (
+        "vinh-loi",
+        "Huyện Vĩnh Lợi",
+        "UBND huyện Vĩnh Lợi",
+        "district",
+    ),
+    (
+        "hoa-binh",
+        "Huyện Hòa Bình",
+        "UBND huyện Hòa Bình",
+        "district",
+    ),
+    (
+        "dong-hai",
+        "Huyện Đông Hải",
+        "UBND huyện Đông Hải",
+        "district",
+    ),
+];
+
+const ROOM_RULES: &str = "Giữ trật tự, tắt chuông điện thoại trong suốt cuộc họp.\n\
+Không di chuyển thiết bị, không tự ý thay đổi tham số cấu hình.\n\
+Không chạm tay hoặc xoay camera bằng tay.\n\
+Chỉ phát biểu khi chủ trì mời điểm cầu.";
+
+pub struct Login {
+    pub username: String,
+    pub role: &'static str,
+    pub site: Option<String>,
+}
+
+/// Load the demo province into an empty database. Returns the logins, or None if the database
+/// already holds sites (a demo started before: its accounts are kept as they are).
+pub async fn seed(db: &SqlitePool, password: &str) -> anyhow::Result<Option<Vec<Login>>> {
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sites")
+        .fetch_one(db)
+        .await?;
+    if count > 0 {
+        return Ok(None);
+    }
+    let mut logins = Vec::new();
+    let mut tx = db.begin().await?;
+    for (code, site, unit, kind) in SITES {
+        let unit_id = sqlx::query("INSERT INTO units (code, name, kind) VALUES (?,?,?)")
+            .bind(code)
+            .bind(unit)
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?
+            .last_insert_rowid();
+        sqlx::query(
+            "INSERT INTO sites (code, name, unit_id, room, room_rules, is_control_center) VALUES (?,?,?,?,?,?)",
+        )
+        .bind(code)
+        .bind(site)
+        .bind(unit_id)
+        .bind("Phòng họp trực tuyến")
+        .bind(ROOM_RULES)
+        .bind(*code == "ttdk")
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO units (code, name, kind) VALUES ('vnpt', 'VNPT Bạc Liêu', 'line_provider')",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+
+    let cc_unit: (i64,) = sqlx::query_as("SELECT unit_id FROM sites WHERE code = 'ttdk'")
+        .fetch_one(db)
+        .await?;
+    auth::create_account(
+        db,
+        "quantri",
+        "Quản trị hệ thống",
+        password,
+        Role::Admin,
+        None,
+        Some(cc_unit.0),
+    )
+    .await?;
+    logins.push(Login {
+        username: "quantri".into(),
+        role: "admin",
+        site: None,
+    });
+    auth::create_account(
+        db,
+        "dieuhanh",
+        "Cán bộ điều hành",
+        password,
+        Role::Operator,
+        None,
+        Some(cc_unit.0),
+    )
+    .await?;
+    logins.push(Login {
+        username: "dieuhanh".into(),
+        role: "operator",
+        site: None,
+    });
+    let sites: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT id, code, name FROM sites WHERE is_control_center = 0 ORDER BY id")
+            .fetch_all(db)
+            .await?;
+    for (id, code, name) in sites {
+        let user = format!("dc-{code}");
+        auth::create_account(
+            db,
+            &user,
+            &format!("Thiết bị điểm cầu {name}"),
+            password,
+            Role::SiteDevice,
+            Some(id),
+            None,
+        )
+        .await?;
+        logins.push(Login {
+            username: user,
+            role: "site_device",
+            site: Some(name),
+        });
+    }
+    Ok(Some(logins))
+}
+
+/// The demo password: the one given, or the one generated on the first run and kept in the
+/// data folder (readable by the owner only) so that later runs can print it again.
+pub fn password(data_dir: &Path, given: Option<&str>) -> anyhow::Result<String> {
+    if let Some(p) = given {
+        return Ok(p.to_string());
+    }
+    let file = data_dir.join("demo-password.txt");
+    if let Ok(p) = std::fs::read_to_string(&file) {
+        return Ok(p.trim().to_string());
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let p = format!("demo-{}", &auth::random_token()[..10]);
+    std::fs::write(&file, &p)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(p)
+}

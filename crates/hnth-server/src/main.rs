@@ -1,0 +1,332 @@
+//! `hnth`: the one server binary a province runs on its own box.
+
+mod auth;
+mod config;
+mod db;
+mod demo;
+mod driver;
+mod signaling;
+mod tls;
+mod web;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use hnth_rules::roles::Role;
+
+use crate::config::{Settings, TlsMode};
+
+#[derive(Parser)]
+#[command(
+    name = "hnth",
+    version,
+    about = "Provincial video-conferencing server (Decision 561/QĐ-UBND)"
+)]
+struct Cli {
+    /// Settings file (TOML). Flags and HNTH_* environment variables override it.
+    #[arg(long, global = true, env = "HNTH_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Run the server with the demo province (Bạc Liêu) loaded, and print URLs and logins.
+    Demo {
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Password of every demo account (default: generated once, kept in the data folder).
+        #[arg(long, env = "HNTH_DEMO_PASSWORD")]
+        demo_password: Option<String>,
+    },
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCmd),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address and port of the web pages and signaling, e.g. 0.0.0.0:8443.
+    #[arg(long, env = "HNTH_HTTP")]
+    http: Option<SocketAddr>,
+    /// UDP address and port for all media, e.g. 0.0.0.0:10000.
+    #[arg(long, env = "HNTH_UDP")]
+    udp: Option<SocketAddr>,
+    /// Address announced to sites for media (when the UDP bind address is 0.0.0.0 or behind NAT).
+    #[arg(long, env = "HNTH_ANNOUNCE")]
+    announce: Option<IpAddr>,
+    /// Folder of the database, certificate and demo logins.
+    #[arg(long, env = "HNTH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// auto (self-signed, made on first run), files (http.cert/http.key), off (plain HTTP).
+    #[arg(long, env = "HNTH_TLS", value_enum)]
+    tls: Option<TlsMode>,
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create an account (the first administrator, for instance). The password is read from
+    /// standard input.
+    Add {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        name: String,
+        /// admin, operator, site_technician, organizer, chair, provider_technician, leadership, site_device
+        #[arg(long)]
+        role: String,
+        /// Site code, for site roles.
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Set a new password (read from standard input) and unlock the account.
+    Password {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "hnth=info,hnth_server=info,str0m=warn".into()),
+        )
+        .init();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(a) => {
+            a.apply(&mut settings);
+            rt.block_on(serve(settings, None))
+        }
+        Command::Demo {
+            serve: a,
+            demo_password,
+        } => {
+            a.apply(&mut settings);
+            rt.block_on(serve(settings, Some(demo_password)))
+        }
+        Command::User(cmd) => rt.block_on(user(cmd, settings)),
+    }
+}
+
+impl ServeArgs {
+    fn apply(&self, s: &mut Settings) {
+        if let Some(v) = self.http {
+            s.http.bind = v;
+        }
+        if let Some(v) = self.udp {
+            s.media.bind = v;
+        }
+        if let Some(v) = self.announce {
+            s.media.announce = Some(v);
+        }
+        if let Some(v) = &self.data_dir {
+            s.storage.data_dir = v.clone();
+        }
+        if let Some(v) = self.tls {
+            s.http.tls = v;
+        }
+    }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+async fn user(cmd: UserCmd, mut settings: Settings) -> anyhow::Result<()> {
+    match cmd {
+        UserCmd::Add {
+            username,
+            name,
+            role,
+            site,
+            data_dir,
+        } => {
+            if let Some(d) = data_dir {
+                settings.storage.data_dir = d;
+            }
+            let db = db::open(&settings.db_path()).await?;
+            let role =
+                Role::parse(&role).ok_or_else(|| anyhow::anyhow!("unknown role '{role}'"))?;
+            let site_id = match site {
+                Some(code) => Some(
+                    db::sites(&db)
+                        .await?
+                        .into_iter()
+                        .find(|s| s.code == code)
+                        .ok_or_else(|| anyhow::anyhow!("no site with code '{code}'"))?
+                        .id,
+                ),
+                None => None,
+            };
+            eprintln!("Password for {username} (one line on standard input):");
+            let pw = read_password()?;
+            let id = auth::create_account(&db, &username, &name, &pw, role, site_id, None).await?;
+            db::audit(&db, db::AuditEntry {
+                actor_id: None,
+                actor: "hnth user add",
+                action: "create_account",
+                entity: "account",
+                entity_id: id.to_string(),
+                before: None,
+                after: Some(serde_json::json!({"username": username, "role": role.as_str(), "site_id": site_id})),
+            })
+            .await?;
+            println!("account {username} created ({})", role.label_en());
+        }
+        UserCmd::Password { username, data_dir } => {
+            if let Some(d) = data_dir {
+                settings.storage.data_dir = d;
+            }
+            let db = db::open(&settings.db_path()).await?;
+            eprintln!("New password for {username} (one line on standard input):");
+            let pw = read_password()?;
+            auth::set_password(&db, &username, &pw).await?;
+            db::audit(
+                &db,
+                db::AuditEntry {
+                    actor_id: None,
+                    actor: "hnth user password",
+                    action: "reset_password",
+                    entity: "account",
+                    entity_id: username.clone(),
+                    before: None,
+                    after: None,
+                },
+            )
+            .await?;
+            println!("password of {username} changed; its sessions were closed");
+        }
+    }
+    Ok(())
+}
+
+async fn serve(settings: Settings, demo: Option<Option<String>>) -> anyhow::Result<()> {
+    let db = db::open(&settings.db_path()).await?;
+    let mut demo_logins = None;
+    let mut demo_password = None;
+    if let Some(given) = demo {
+        let pw = demo::password(&settings.storage.data_dir, given.as_deref())?;
+        if let Some(logins) = demo::seed(&db, &pw).await? {
+            demo_logins = Some(logins);
+        }
+        demo_password = Some(pw);
+    }
+
+    // Media: one UDP port for every peer.
+    let announce = settings.announce_ip()?;
+    let socket = tokio::net::UdpSocket::bind(settings.media.bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind UDP {}: {e}", settings.media.bind))?;
+    let port = socket.local_addr()?.port();
+    let media_addr = SocketAddr::new(announce, port);
+    let conf = hnth_media::Conference::new(hnth_media::Config {
+        candidates: vec![media_addr],
+        ..Default::default()
+    });
+    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(driver::run(socket, media_addr, conf, cmd_rx, ev_tx));
+
+    let hub = signaling::Hub::new(db.clone(), cmd_tx).await?;
+    let h = hub.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = ev_rx.recv().await {
+            h.on_media(ev);
+        }
+    });
+    let h = hub.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            h.broadcast_stats();
+        }
+    });
+
+    let tls = tls::load(&settings)?;
+    let state = web::AppState {
+        db: db.clone(),
+        hub,
+        settings: Arc::new(settings.clone()),
+        secure_cookies: tls.is_some(),
+    };
+    let app = web::router(state);
+    let listener = std::net::TcpListener::bind(settings.http.bind)
+        .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", settings.http.bind))?;
+    listener.set_nonblocking(true)?;
+    let http_addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let host = if http_addr.ip().is_unspecified() {
+        config::first_lan_ipv4()
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "localhost".into())
+    } else {
+        http_addr.ip().to_string()
+    };
+    let base = format!("{scheme}://{host}:{}", http_addr.port());
+    println!(
+        "hnth {} listening on {base} (media UDP {media_addr})",
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some(generated) = tls.as_ref().and_then(|t| t.generated.as_ref()) {
+        println!(
+            "TLS: using a self-signed certificate ({}); browsers will ask to accept it once.",
+            generated.display()
+        );
+    }
+    println!("  Control-center console: {base}/console");
+    println!("  Site app (one per meeting room): {base}/site");
+    if let Some(pw) = &demo_password {
+        println!("Demo logins (password for all: {pw}):");
+        let accounts: Vec<(String, String)> = match &demo_logins {
+            Some(l) => l.iter().map(|l| (l.username.clone(), l.site.clone().unwrap_or_else(|| l.role.to_string()))).collect(),
+            None => sqlx::query_as("SELECT a.username, COALESCE(s.name, a.role) FROM accounts a LEFT JOIN sites s ON s.id = a.site_id ORDER BY a.id")
+                .fetch_all(&db)
+                .await?,
+        };
+        for (u, what) in accounts {
+            println!("  {u:<16} {what}");
+        }
+    }
+
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        h.graceful_shutdown(Some(Duration::from_secs(2)));
+    });
+    match tls {
+        Some(t) => {
+            axum_server::from_tcp_rustls(listener, t.config)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await?
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await?
+        }
+    }
+    Ok(())
+}

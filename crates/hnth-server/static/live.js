@@ -1,0 +1,193 @@
+// The live part shared by the site app and the console: the signaling WebSocket, the one
+// RTCPeerConnection of this page, and the video tiles. Protocol: docs/SIGNALING.md.
+
+const T = window.HNTH_I18N || {};
+
+export function t(key, vars = {}) {
+  let s = T[key] || key;
+  for (const [k, v] of Object.entries(vars)) s = s.replace(`{${k}}`, v);
+  return s;
+}
+
+/** The Vietnamese (or English) text for an error message from the server. */
+export function errorText(msg) {
+  return T[`err_${msg.code}_${msg.article}`] || T[`err_${msg.code}`] || msg.message;
+}
+
+// Simulcast layers sent by every participant; the server picks one per receiver.
+const ENCODINGS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', maxBitrate: 1_500_000 },
+];
+
+export class Live {
+  constructor({ grid, onMessage, onError, onConnection }) {
+    this.grid = grid;
+    this.onMessage = onMessage;
+    this.onError = onError || (() => {});
+    this.onConnection = onConnection || (() => {});
+    this.queue = Promise.resolve();
+    this.local = null;
+    this.names = new Map();
+    this.retry = 500;
+    // What tests and operators can inspect from the browser console.
+    this.hnth = window.hnth = {
+      ws: null, pc: null, streams: new Map(), participants: [], state: 'idle', errors: [],
+      meeting: null, send: (m) => this.send(m),
+    };
+  }
+
+  connect() {
+    const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+    const ws = new WebSocket(`${proto}://${location.host}/ws`);
+    this.hnth.ws = ws;
+    ws.onopen = () => { this.retry = 500; this.onConnection(true); };
+    ws.onmessage = (e) => {
+      let msg;
+      try { msg = JSON.parse(e.data); } catch { return; }
+      // One message at a time: an offer must wait until the previous answer is applied.
+      this.queue = this.queue.then(() => this.handle(msg)).catch((err) => console.error(err));
+    };
+    ws.onclose = () => {
+      this.onConnection(false);
+      this.stopMedia();
+      setTimeout(() => this.connect(), this.retry);
+      this.retry = Math.min(this.retry * 2, 5000);
+    };
+  }
+
+  send(msg) {
+    if (this.hnth.ws && this.hnth.ws.readyState === WebSocket.OPEN) this.hnth.ws.send(JSON.stringify(msg));
+  }
+
+  async handle(msg) {
+    const pc = this.hnth.pc;
+    switch (msg.type) {
+      case 'answer':
+        if (pc) await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+        return;
+      case 'offer': {
+        if (!pc) return;
+        await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+        const answer = await pc.createAnswer();
+        await pc.setLocalDescription(answer);
+        this.send({ type: 'answer', sdp: answer.sdp, seq: msg.seq });
+        return;
+      }
+      case 'participants':
+        this.hnth.participants = msg.list;
+        this.names = new Map(msg.list.map((p) => [p.stream, p.name]));
+        this.syncTiles();
+        break;
+      case 'error':
+        this.hnth.errors.push(msg);
+        this.onError(msg);
+        break;
+    }
+    await this.onMessage(msg);
+  }
+
+  async localStream() {
+    if (!this.local) {
+      this.local = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true },
+        video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },
+      });
+    }
+    return this.local;
+  }
+
+  /** Join the meeting's media: send our camera and microphone, receive everyone else. */
+  async startMedia(meeting) {
+    this.stopMedia();
+    this.hnth.meeting = meeting;
+    let local;
+    try {
+      local = await this.localStream();
+    } catch (err) {
+      this.onError({ code: 'camera', message: t('camera_error', { error: err.message }) });
+      return;
+    }
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: [] });
+    this.hnth.pc = pc;
+    for (const track of local.getAudioTracks()) {
+      pc.addTransceiver(track, { direction: 'sendonly', streams: [local] });
+    }
+    for (const track of local.getVideoTracks()) {
+      pc.addTransceiver(track, { direction: 'sendonly', streams: [local], sendEncodings: ENCODINGS });
+    }
+    pc.ontrack = (e) => {
+      const stream = e.streams[0];
+      if (!stream) return;
+      this.hnth.streams.set(stream.id, stream);
+      stream.onremovetrack = () => {
+        if (stream.getTracks().length === 0) {
+          this.hnth.streams.delete(stream.id);
+          this.syncTiles();
+        }
+      };
+      this.syncTiles();
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc === this.hnth.pc && pc.connectionState === 'failed') {
+        this.stopMedia();
+        this.send({ type: 'media_lost', meeting: meeting.id });
+      }
+    };
+    this.tile('self', local, true);
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    this.send({ type: 'offer', meeting: meeting.id, sdp: offer.sdp });
+  }
+
+  stopMedia() {
+    if (this.hnth.pc) this.hnth.pc.close();
+    this.hnth.pc = null;
+    this.hnth.streams.clear();
+    this.hnth.meeting = null;
+    if (this.grid) this.grid.replaceChildren();
+  }
+
+  /** One tile per remote participant still in the meeting, labelled with the site's name. */
+  syncTiles() {
+    if (!this.grid) return;
+    const live = new Set(this.hnth.participants.map((p) => p.stream));
+    for (const el of [...this.grid.querySelectorAll('figure[data-stream]')]) {
+      const id = el.dataset.stream;
+      if (id !== 'self' && (!this.hnth.streams.has(id) || !live.has(id))) el.remove();
+    }
+    for (const [id, stream] of this.hnth.streams) {
+      if (live.has(id)) this.tile(id, stream, false);
+    }
+    this.grid.dataset.count = this.grid.children.length;
+  }
+
+  tile(id, stream, self) {
+    let fig = this.grid && this.grid.querySelector(`figure[data-stream="${CSS.escape(id)}"]`);
+    if (!this.grid) return;
+    if (!fig) {
+      fig = document.createElement('figure');
+      fig.className = self ? 'tile self' : 'tile';
+      fig.dataset.stream = id;
+      const video = document.createElement('video');
+      video.autoplay = true;
+      video.playsInline = true;
+      // Our own picture is silent; every other site is heard.
+      video.muted = self;
+      fig.append(video, document.createElement('figcaption'));
+      this.grid.append(fig);
+    }
+    const video = fig.querySelector('video');
+    if (video.srcObject !== stream) {
+      video.srcObject = stream;
+      video.play().catch(() => this.needsClick(video));
+    }
+    fig.querySelector('figcaption').textContent = self ? t('you') : (this.names.get(id) || id);
+  }
+
+  needsClick(video) {
+    // A browser that refuses sound without a gesture: the first click anywhere starts it.
+    document.addEventListener('click', () => video.play().catch(() => {}), { once: true });
+  }
+}
