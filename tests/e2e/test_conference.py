@@ -10,6 +10,7 @@ If a step fails, the later steps fail immediately naming the failed step.
 from __future__ import annotations
 
 import contextlib
+import os
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -110,6 +111,11 @@ def test_open_meeting_and_dial_all(sc):
 def test_everyone_decodes_everyone(sc):
     with sc.step("everyone decodes everyone"):
         assert_mutual_media(sc.viewers(), expect_count=len(SITES))
+        # For a person to look at: HNTH_E2E_SCREENSHOTS=/some/dir keeps what the pages showed.
+        shots = os.environ.get("HNTH_E2E_SCREENSHOTS")
+        if shots:
+            for page in [sc.console, *sc.sites.values()]:
+                page.driver.save_screenshot(os.path.join(shots, page.name.replace(" ", "-") + ".png"))
 
 
 def test_site_reload_rejoins_by_itself(sc):

@@ -12,6 +12,43 @@ pub struct Settings {
     pub media: Media,
     pub storage: Storage,
     pub security: Security,
+    pub mail: Mail,
+}
+
+/// Outgoing e-mail (notices B2, P1; alerts B5).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mail {
+    /// SMTP server. Without one, notices wait in the outbox and bookings are flagged.
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    /// `none` (plain, for a relay on the local network), `starttls` or `tls`.
+    pub smtp_security: SmtpSecurity,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// The sender of every notice.
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    None,
+    Starttls,
+    Tls,
+}
+
+impl Default for Mail {
+    fn default() -> Self {
+        Mail {
+            smtp_host: None,
+            smtp_port: 25,
+            smtp_security: SmtpSecurity::None,
+            smtp_username: None,
+            smtp_password: None,
+            from: "HNTH Bạc Liêu <hnth@localhost>".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +104,7 @@ impl Default for Settings {
             media: Media::default(),
             storage: Storage::default(),
             security: Security::default(),
+            mail: Mail::default(),
         }
     }
 }

@@ -113,6 +113,10 @@ pub async fn seed(db: &SqlitePool, password: &str) -> anyhow::Result<Option<Vec<
     )
     .execute(&mut *tx)
     .await?;
+    let dept = sqlx::query("INSERT INTO units (code, name, kind) VALUES ('so-tttt', 'Sở Thông tin và Truyền thông', 'department')")
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
     tx.commit().await?;
 
     let cc_unit: (i64,) = sqlx::query_as("SELECT unit_id FROM sites WHERE code = 'ttdk'")
@@ -146,6 +150,21 @@ pub async fn seed(db: &SqlitePool, password: &str) -> anyhow::Result<Option<Vec<
     logins.push(Login {
         username: "dieuhanh".into(),
         role: "operator",
+        site: None,
+    });
+    auth::create_account(
+        db,
+        "so-tttt",
+        "Cán bộ Sở Thông tin và Truyền thông",
+        password,
+        Role::Organizer,
+        None,
+        Some(dept),
+    )
+    .await?;
+    logins.push(Login {
+        username: "so-tttt".into(),
+        role: "organizer",
         site: None,
     });
     let sites: Vec<(i64, String, String)> =

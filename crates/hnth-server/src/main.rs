@@ -1,10 +1,12 @@
 //! `hnth`: the one server binary a province runs on its own box.
 
 mod auth;
+mod bookings;
 mod config;
 mod db;
 mod demo;
 mod driver;
+mod mail;
 mod signaling;
 mod tls;
 mod web;
@@ -67,6 +69,9 @@ struct ServeArgs {
     /// auto (self-signed, made on first run), files (http.cert/http.key), off (plain HTTP).
     #[arg(long, env = "HNTH_TLS", value_enum)]
     tls: Option<TlsMode>,
+    /// SMTP server for notices, as host:port (plain SMTP; see mail.* settings for TLS).
+    #[arg(long, env = "HNTH_SMTP")]
+    smtp: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -141,6 +146,11 @@ impl ServeArgs {
         }
         if let Some(v) = self.tls {
             s.http.tls = v;
+        }
+        if let Some(v) = &self.smtp {
+            let (host, port) = v.rsplit_once(':').unwrap_or((v.as_str(), "25"));
+            s.mail.smtp_host = Some(host.to_string());
+            s.mail.smtp_port = port.parse().unwrap_or(25);
         }
     }
 }
@@ -246,6 +256,15 @@ async fn serve(settings: Settings, demo: Option<Option<String>>) -> anyhow::Resu
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(driver::run(socket, media_addr, conf, cmd_rx, ev_tx));
 
+    // Live meetings do not survive a restart: record the ones that were open as closed now.
+    sqlx::query("UPDATE meetings SET closed_at = ? WHERE closed_at IS NULL")
+        .bind(db::now())
+        .execute(&db)
+        .await?;
+    sqlx::query("UPDATE meeting_sites SET disconnected_at = ? WHERE disconnected_at IS NULL")
+        .bind(db::now())
+        .execute(&db)
+        .await?;
     let hub = signaling::Hub::new(db.clone(), cmd_tx).await?;
     let h = hub.clone();
     tokio::spawn(async move {
@@ -262,12 +281,16 @@ async fn serve(settings: Settings, demo: Option<Option<String>>) -> anyhow::Resu
         }
     });
 
+    let outbox: mail::Outbox = Default::default();
+    tokio::spawn(mail::run(db.clone(), settings.mail.clone(), outbox.clone()));
+
     let tls = tls::load(&settings)?;
     let state = web::AppState {
         db: db.clone(),
         hub,
         settings: Arc::new(settings.clone()),
         secure_cookies: tls.is_some(),
+        outbox,
     };
     let app = web::router(state);
     let listener = std::net::TcpListener::bind(settings.http.bind)

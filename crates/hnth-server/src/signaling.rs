@@ -629,7 +629,7 @@ impl Hub {
                 let re = if fatal { "offer" } else { "answer" };
                 if let Some(p) = g.peers.get(&peer) {
                     if let Some(c) = g.conns.get(&p.conn) {
-                        let _ = c.tx.send(error(code, &err.to_string(), None, re));
+                        let _ = c.tx.send(error(code, &client_message(&err), None, re));
                     }
                 }
                 if fatal {
@@ -704,6 +704,20 @@ impl Hub {
         broadcast_consoles(&g, json!({"type": "stats", "list": list}).to_string());
     }
 
+    /// B5: an emergency meeting was registered: a banner on every console and an alert on the
+    /// site app of every concerned site, at once.
+    pub fn emergency_alert(&self, booking: i64, title: &str, sites: &[i64]) {
+        let g = self.lock();
+        let msg = json!({"type": "alert", "kind": "emergency", "booking": booking, "title": title})
+            .to_string();
+        broadcast_consoles(&g, msg.clone());
+        for site in sites {
+            if let Some(c) = g.site_conn.get(site).and_then(|c| g.conns.get(c)) {
+                let _ = c.tx.send(msg.clone());
+            }
+        }
+    }
+
     /// Sites as the console shows them (also for the server-rendered console page).
     pub fn sites_snapshot(&self) -> Value {
         let g = self.lock();
@@ -767,6 +781,24 @@ fn permit(account: &Account, action: &Action) -> Result<(), Refusal> {
             record: (rule == "C6").then_some("C6"),
         }
     })
+}
+
+/// A media refusal as told to the client: one line, without the parser's debug output (which
+/// carries a heap address, `PointerOffset(0x…)`).
+fn client_message(err: &hnth_media::MediaError) -> String {
+    let text = err.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find(" at PointerOffset(") {
+        out.push_str(&rest[..i]);
+        rest = rest[i..].find(')').map_or("", |j| &rest[i + j + 1..]);
+    }
+    out.push_str(rest);
+    out.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn send_join(g: &Inner, conn: ConnId, meeting: i64) {

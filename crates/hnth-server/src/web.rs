@@ -26,6 +26,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub settings: Arc<Settings>,
     pub secure_cookies: bool,
+    /// Wakes the e-mail sender after notices were queued.
+    pub outbox: crate::mail::Outbox,
 }
 
 /// One error type for every handler.
@@ -118,6 +120,12 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("site.html", include_str!("../templates/site.html")),
         ("audit.html", include_str!("../templates/audit.html")),
         ("error.html", include_str!("../templates/error.html")),
+        ("bookings.html", include_str!("../templates/bookings.html")),
+        (
+            "booking_form.html",
+            include_str!("../templates/booking_form.html"),
+        ),
+        ("booking.html", include_str!("../templates/booking.html")),
     ] {
         env.add_template(name, src).expect("template parses");
     }
@@ -129,7 +137,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-fn page(name: &str, ctx: minijinja::Value) -> Html<String> {
+pub fn page(name: &str, ctx: minijinja::Value) -> Html<String> {
     Html(
         TEMPLATES
             .get_template(name)
@@ -152,6 +160,17 @@ pub fn router(state: AppState) -> Router {
         .route("/console", get(console))
         .route("/site", get(site_app))
         .route("/admin/audit", get(audit_page))
+        .route(
+            "/bookings",
+            get(crate::bookings::list).post(crate::bookings::create),
+        )
+        .route("/bookings/new", get(crate::bookings::new_form))
+        .route("/bookings/{id}", get(crate::bookings::show))
+        .route(
+            "/bookings/{id}/invitation.ics",
+            get(crate::bookings::invitation),
+        )
+        .route("/bookings/{id}/{step}", post(crate::bookings::step))
         .route("/static/{file}", get(asset))
         .route(
             "/favicon.ico",
@@ -178,10 +197,18 @@ impl axum::extract::FromRequestParts<AppState> for PageUser {
 }
 
 async fn home(PageUser(user): PageUser) -> Redirect {
-    match user.map(|u| u.account.role) {
+    match user {
         None => Redirect::to("/login"),
-        Some(Role::SiteDevice) => Redirect::to("/site"),
-        Some(_) => Redirect::to("/console"),
+        Some(u) => Redirect::to(landing(u.account.role)),
+    }
+}
+
+/// Where a role starts after logging in.
+fn landing(role: Role) -> &'static str {
+    match role {
+        Role::SiteDevice => "/site",
+        Role::Admin | Role::Operator => "/console",
+        _ => "/bookings",
     }
 }
 
@@ -255,11 +282,7 @@ async fn login_form(
     }
     match auth::login(&st.db, &st.settings.security, &f.username, &f.password).await {
         Ok((token, account)) => {
-            let target = if account.role == Role::SiteDevice {
-                "/site"
-            } else {
-                "/console"
-            };
+            let target = landing(account.role);
             let max_age = if account.role == Role::SiteDevice {
                 st.settings.security.device_session_days * 86400
             } else {
@@ -369,9 +392,14 @@ struct ApiLogin {
 
 async fn api_login(
     State(st): State<AppState>,
-    body: Result<Json<ApiLogin>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
-    let Ok(Json(req)) = body else {
+    // Only the documented object; serde would also take a struct from an array.
+    let req = body
+        .ok()
+        .filter(|Json(v)| v.is_object())
+        .and_then(|Json(v)| serde_json::from_value::<ApiLogin>(v).ok());
+    let Some(req) = req else {
         return Ok((
             StatusCode::BAD_REQUEST,
             Json(json!({"error": "bad_request", "message": "expected JSON {username, password}"})),
@@ -479,6 +507,10 @@ async fn audit_page(
         return Ok(Redirect::to("/login").into_response());
     };
     require(&user, lang, &Action::ViewAudit)?;
+    // The audit trail and the violations are for administrators (README, docs/operation.md).
+    if user.account.role != Role::Admin {
+        return Err(AppError::Forbidden(lang));
+    }
     let limit = q.limit.unwrap_or(200).clamp(1, 5000);
     let audit = db::audit_log(&st.db, limit).await?;
     let violations = db::violations(&st.db, limit).await?;

@@ -41,6 +41,9 @@ const live = new Live({
       case 'meeting_closed':
         if (current && current.id === msg.meeting) leaveMeeting();
         break;
+      case 'alert':
+        showAlert(msg);
+        break;
       case 'stats':
         live.hnth.stats = msg.list;
         renderStats(msg.list);
@@ -48,6 +51,17 @@ const live = new Live({
     }
   },
 });
+
+/** B5: an emergency meeting was registered; the banner stays until the operator opens it. */
+function showAlert(msg) {
+  const el = $('alert-banner');
+  el.replaceChildren();
+  const a = document.createElement('a');
+  a.href = `/bookings/${msg.booking}`;
+  a.textContent = `${t('alert_emergency')}: ${msg.title}`;
+  el.append(a);
+  el.hidden = false;
+}
 
 async function enterMeeting(m) {
   current = m;

@@ -160,7 +160,10 @@ export class Live {
     for (const [id, stream] of this.hnth.streams) {
       if (live.has(id)) this.tile(id, stream, false);
     }
-    this.grid.dataset.count = this.grid.children.length;
+    // Columns so that every remote site is as large as the screen allows.
+    const remote = this.grid.querySelectorAll('figure[data-stream]:not(.self)').length;
+    this.grid.style.setProperty('--cols', Math.max(1, Math.ceil(Math.sqrt(remote))));
+    this.grid.dataset.count = remote;
   }
 
   tile(id, stream, self) {

@@ -36,6 +36,12 @@ const live = new Live({
         banner.textContent = msg.meeting.title;
         await live.startMedia(msg.meeting);
         break;
+      case 'alert': {
+        const el = document.getElementById('alert-banner');
+        el.textContent = `${t('alert_emergency')}: ${msg.title}`;
+        el.hidden = false;
+        break;
+      }
       case 'leave':
         live.stopMedia();
         setIdle();
