@@ -171,6 +171,35 @@ pub async fn seed(db: &SqlitePool, password: &str) -> anyhow::Result<Option<Vec<
         sqlx::query_as("SELECT id, code, name FROM sites WHERE is_control_center = 0 ORDER BY id")
             .fetch_all(db)
             .await?;
+    // S3: one or two technicians per site; Hòa Bình's second one is not trained yet, and
+    // Đông Hải has none, so that the roster shows its flags.
+    for (i, (id, code, _)) in sites.iter().enumerate() {
+        let people: &[(&str, bool)] = match code.as_str() {
+            "dong-hai" => &[],
+            "hoa-binh" => &[("Nguyễn Văn Bình", true), ("Trần Thị Hòa", false)],
+            _ => &[("Lê Văn Kỹ", true)],
+        };
+        for (j, (name, trained)) in people.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO technicians (site_id, name, unit, phone, email, trained, trained_on) VALUES (?,?,?,?,?,?,?)",
+            )
+            .bind(id)
+            .bind(name)
+            .bind("Văn phòng HĐND và UBND")
+            .bind(format!("0291 38{:02}{:03}", i, j + 100))
+            .bind(format!("kythuat{}.{code}@hnth.local", j + 1))
+            .bind(*trained)
+            .bind(if *trained { "15/04/2014" } else { "" })
+            .execute(db)
+            .await?;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO provider_contacts (unit_id, name, phone, email, on_duty) \
+         SELECT id, 'Phạm Văn Trực', '0291 3822 222', 'truc.kythuat@vnpt.hnth.local', 1 FROM units WHERE code = 'vnpt'",
+    )
+    .execute(db)
+    .await?;
     for (id, code, name) in sites {
         let user = format!("dc-{code}");
         auth::create_account(

@@ -7,6 +7,7 @@ mod db;
 mod demo;
 mod driver;
 mod mail;
+mod registry;
 mod signaling;
 mod tls;
 mod web;

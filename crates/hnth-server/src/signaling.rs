@@ -704,6 +704,14 @@ impl Hub {
         broadcast_consoles(&g, json!({"type": "stats", "list": list}).to_string());
     }
 
+    /// The registry changed (room rules, names): later welcomes and site lists use the new one.
+    pub async fn reload_sites(&self) {
+        match db::sites(&self.db).await {
+            Ok(sites) => self.lock().sites = sites,
+            Err(e) => tracing::error!("reloading sites: {e}"),
+        }
+    }
+
     /// B5: an emergency meeting was registered: a banner on every console and an alert on the
     /// site app of every concerned site, at once.
     pub fn emergency_alert(&self, booking: i64, title: &str, sites: &[i64]) {

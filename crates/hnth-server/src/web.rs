@@ -126,6 +126,15 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             include_str!("../templates/booking_form.html"),
         ),
         ("booking.html", include_str!("../templates/booking.html")),
+        ("registry.html", include_str!("../templates/registry.html")),
+        (
+            "registry_site.html",
+            include_str!("../templates/registry_site.html"),
+        ),
+        (
+            "directory.html",
+            include_str!("../templates/directory.html"),
+        ),
     ] {
         env.add_template(name, src).expect("template parses");
     }
@@ -165,6 +174,16 @@ pub fn router(state: AppState) -> Router {
             get(crate::bookings::list).post(crate::bookings::create),
         )
         .route("/bookings/new", get(crate::bookings::new_form))
+        .route("/registry", get(crate::registry::sites))
+        .route(
+            "/registry/sites/{id}",
+            get(crate::registry::site).post(crate::registry::save_site),
+        )
+        .route(
+            "/registry/sites/{id}/technicians",
+            post(crate::registry::save_technician),
+        )
+        .route("/directory", get(crate::registry::directory))
         .route("/bookings/{id}", get(crate::bookings::show))
         .route(
             "/bookings/{id}/invitation.ics",
