@@ -63,6 +63,11 @@ impl Booking {
     }
 }
 
+/// B3: checking a booking against the others and writing it must not interleave with another
+/// registration or workflow step, or two overlapping requests could both pass the check (and two
+/// approvals of one booking could both queue its notices).
+static WRITE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn ts(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
@@ -356,6 +361,7 @@ pub async fn create(
             StatusCode::FORBIDDEN,
         ));
     }
+    let _write = WRITE_LOCK.lock().await;
     let vi = lang == Lang::Vi;
     let msg = |key: &str| t.get(key).cloned().unwrap_or_else(|| key.to_string());
     let mut errors: BTreeMap<&'static str, String> = BTreeMap::new();
@@ -723,6 +729,7 @@ pub async fn step(
     if f.csrf != user.csrf {
         return Ok((StatusCode::FORBIDDEN, lang.dict()["csrf_failed"].clone()).into_response());
     }
+    let _write = WRITE_LOCK.lock().await;
     let Some(b) = load(&st.db, lang, Some(id)).await?.pop() else {
         return Ok((StatusCode::NOT_FOUND, lang.dict()["not_found"].clone()).into_response());
     };
@@ -894,7 +901,13 @@ pub fn ics(b: &Booking) -> String {
         .done()
         .to_string();
     // Each TZID needs its VTIMEZONE (RFC 5545 §3.6.5); Vietnam keeps +07:00 all year.
-    text.replacen("PRODID:ICALENDAR-RS", "PRODID:-//hnth//Hoi nghi truyen hinh//VI", 1).replacen(
+    // METHOD:PUBLISH matches the `method=PUBLISH` of the e-mail attachment (RFC 6047 §2.4).
+    text.replacen(
+        "PRODID:ICALENDAR-RS",
+        "PRODID:-//hnth//Hoi nghi truyen hinh//VI\r\nMETHOD:PUBLISH",
+        1,
+    )
+    .replacen(
         "BEGIN:VEVENT",
         "BEGIN:VTIMEZONE\r\nTZID:Asia/Ho_Chi_Minh\r\nBEGIN:STANDARD\r\nDTSTART:19750613T000000\r\n\
          TZOFFSETFROM:+0700\r\nTZOFFSETTO:+0700\r\nTZNAME:ICT\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT",

@@ -2,6 +2,7 @@
 
 mod auth;
 mod bookings;
+mod calendar;
 mod config;
 mod db;
 mod demo;
@@ -102,7 +103,15 @@ enum UserCmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        // One clear line for the operator, not a backtrace.
+        eprintln!("hnth: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -335,7 +344,14 @@ async fn serve(settings: Settings, demo: Option<Option<String>>) -> anyhow::Resu
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        // Ctrl-C at a terminal, SIGTERM from systemd or a test.
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("shutting down");
         h.graceful_shutdown(Some(Duration::from_secs(2)));
     });
     match tls {

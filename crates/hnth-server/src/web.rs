@@ -135,6 +135,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "directory.html",
             include_str!("../templates/directory.html"),
         ),
+        ("calendar.html", include_str!("../templates/calendar.html")),
     ] {
         env.add_template(name, src).expect("template parses");
     }
@@ -151,7 +152,10 @@ pub fn page(name: &str, ctx: minijinja::Value) -> Html<String> {
         TEMPLATES
             .get_template(name)
             .and_then(|t| t.render(ctx))
-            .unwrap_or_else(|e| format!("template error: {e}")),
+            .unwrap_or_else(|e| {
+                tracing::error!("template {name}: {e:#}");
+                "<!doctype html><p>Lỗi hiển thị trang; chi tiết trong nhật ký máy chủ. (Page error; see the server log.)</p>".into()
+            }),
     )
 }
 
@@ -184,6 +188,7 @@ pub fn router(state: AppState) -> Router {
             post(crate::registry::save_technician),
         )
         .route("/directory", get(crate::registry::directory))
+        .route("/calendar", get(crate::calendar::calendar))
         .route("/bookings/{id}", get(crate::bookings::show))
         .route(
             "/bookings/{id}/invitation.ics",
