@@ -298,3 +298,12 @@ pub async fn set_password(db: &SqlitePool, username: &str, password: &str) -> an
     .await?;
     Ok(())
 }
+
+/// The username of an account, disabled or not.
+pub async fn account_by_id_any(db: &SqlitePool, id: i64) -> sqlx::Result<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT username FROM accounts WHERE id = ?")
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|r| r.0))
+}

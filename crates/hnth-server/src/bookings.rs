@@ -466,7 +466,7 @@ pub async fn create(
         }
     }
     let rule_text = |v: &hnth_rules::Violation| if vi { v.vi.clone() } else { v.en.clone() };
-    let mut displaced = Vec::new();
+    let mut displaced: Vec<BookingSlot> = Vec::new();
     if let (Some(slot), true) = (&slot, errors.is_empty()) {
         if let Err(v) = check_submission(slot, now, &settings) {
             errors.insert("rules", rule_text(&v));
@@ -483,11 +483,13 @@ pub async fn create(
                 if slot.emergency {
                     match plan_emergency(slot, &existing, &settings) {
                         Ok(plan) => {
-                            displaced = plan.displaced;
-                            for id in &displaced {
-                                if let Some(b) = existing.iter().find(|b| b.id == *id) {
-                                    notices.push(format!("{}: {}", msg("bk_displaces"), b.title));
-                                }
+                            displaced = existing
+                                .iter()
+                                .filter(|b| plan.displaced.contains(&b.id))
+                                .cloned()
+                                .collect();
+                            for b in &displaced {
+                                notices.push(format!("{}: {}", msg("bk_displaces"), b.title));
                             }
                         }
                         Err(v) => {
@@ -574,11 +576,22 @@ pub async fn create(
             .execute(&mut *tx)
             .await?;
     }
+    // B5: an emergency displaces a planned meeting, and that is recorded (in Vietnamese, citing
+    // the article). Only once it is submitted: a draft does not cancel anybody's meeting.
+    let emergency_slot = BookingSlot {
+        id,
+        title: title.to_string(),
+        ..slot.clone()
+    };
+    let displaced = if status == BookingStatus::Submitted {
+        displaced
+    } else {
+        Vec::new()
+    };
     for d in &displaced {
-        // B5: an emergency displaces a planned meeting, and that is recorded.
         sqlx::query("UPDATE bookings SET status = 'cancelled', reason = ? WHERE id = ?")
-            .bind(format!("displaced by emergency booking #{id} ({title})"))
-            .bind(d)
+            .bind(booking::displacement_violation(d, &emergency_slot).vi)
+            .bind(d.id)
             .execute(&mut *tx)
             .await?;
         db::audit(
@@ -588,8 +601,8 @@ pub async fn create(
                 actor: &user.account.username,
                 action: "displace_booking",
                 entity: "booking",
-                entity_id: d.to_string(),
-                before: None,
+                entity_id: d.id.to_string(),
+                before: Some(json!({"status": d.status.as_str()})),
                 after: Some(json!({"status": "cancelled", "displaced_by": id})),
             },
         )

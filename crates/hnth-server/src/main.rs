@@ -1,5 +1,6 @@
 //! `hnth`: the one server binary a province runs on its own box.
 
+mod accounts;
 mod auth;
 mod bookings;
 mod calendar;

@@ -136,6 +136,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             include_str!("../templates/directory.html"),
         ),
         ("calendar.html", include_str!("../templates/calendar.html")),
+        ("accounts.html", include_str!("../templates/accounts.html")),
     ] {
         env.add_template(name, src).expect("template parses");
     }
@@ -189,6 +190,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/directory", get(crate::registry::directory))
         .route("/calendar", get(crate::calendar::calendar))
+        .route(
+            "/admin/accounts",
+            get(crate::accounts::list).post(crate::accounts::create),
+        )
+        .route("/admin/accounts/{id}/{what}", post(crate::accounts::act))
         .route("/bookings/{id}", get(crate::bookings::show))
         .route(
             "/bookings/{id}/invitation.ics",
