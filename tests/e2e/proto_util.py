@@ -55,6 +55,8 @@ class OwnServer:
     udp_port: int = 0
     proc: subprocess.Popen | None = None
     _log: Any = None
+    # More `hnth demo` options, appended to every start (e.g. ["--smtp", "127.0.0.1:2525"]).
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def base(self) -> str:
@@ -77,7 +79,7 @@ class OwnServer:
         self.udp_port = free_port(socket.SOCK_DGRAM, NETNS_ADDR)
         cmd = [binary(), "demo", "--data-dir", self.data_dir,
                "--http", f"127.0.0.1:{self.http_port}", "--udp", f"{NETNS_ADDR}:{self.udp_port}",
-               "--announce", NETNS_ADDR, "--tls", "off", "--demo-password", self.password]
+               "--announce", NETNS_ADDR, "--tls", "off", "--demo-password", self.password, *self.extra_args]
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         self._log = open(self.log_path, "ab")

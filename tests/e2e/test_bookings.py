@@ -1,0 +1,916 @@
+"""Booking registration (Art. 5 of Decision 561/QĐ-UBND, rules B1-B5 and P1) against a real server:
+
+  * in headless Chromium: an organizer registers (check for conflicts, then submit), an operator
+    approves, the organizer downloads the iCalendar invitation (B4);
+  * e-mail really delivered over SMTP to an aiosmtpd server run by the test: the provider notice
+    (B2) and one technician notice per technician of the booking's sites (P1), both with the .ics;
+    an emergency booking (B5) is accepted less than 5 days ahead and alerts at once by e-mail and
+    on the console WebSocket, and displaces a planned meeting (recorded; a draft displaces nothing);
+  * the rules at their boundaries over HTTP (lead time B1, overlaps B3 also under concurrent
+    requests, touching windows, form validation, CSRF, invitation only when approved, reasons, the
+    role matrix A1), checking the SQLite file that nothing was saved when something was refused;
+  * bookings and their status survive a restart.
+
+The server runs on the real clock, so every date is computed from "now" in Asia/Ho_Chi_Minh and
+chosen clearly on one side of a boundary (the form has minute granularity).
+
+Run: scripts/in-netns.sh python3 -m pytest -q tests/e2e/test_bookings.py
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import html
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from aiosmtpd.controller import Controller
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from e2e_util import T_PAGE, BrowserFactory, Page, free_port, wait_for
+from proto_util import (
+    MSG_CSRF_VI,
+    MSG_FORBIDDEN_VI,
+    OwnServer,
+    Ws,
+    api_login,
+    binary,
+    browser_session,
+    csrf_of,
+    error_text,
+)
+
+try:  # the RFC 5545 parser from PyPI (pip install icalendar); a minimal one below otherwise
+    import icalendar
+except ImportError:  # pragma: no cover - depends on the environment
+    icalendar = None
+
+PASSWORD = "Proto-Bookings-matkhau-2024!"
+# Vietnam has kept UTC+07:00 all year since 1975: a fixed offset is Asia/Ho_Chi_Minh.
+VN = timezone(timedelta(hours=7), "ICT")
+T_MAIL = 20.0  # deadline for notices to arrive over SMTP
+T_ALERT = 10.0  # "at once" (B5): the outbox is woken by the registration itself
+
+PROVIDER = "truc.kythuat@vnpt.hnth.local"
+
+MSG_NO_CONFLICT = "Không trùng lịch: có thể gửi đăng ký."
+MSG_NOT_APPROVED = "Chỉ cuộc họp đã được phê duyệt mới có giấy mời (khoản 2 Điều 5, quy tắc B4)."
+MSG_ERR = {
+    "title": "Nhập tên cuộc họp (1–200 ký tự).",
+    "kind": "Chọn hình thức cuộc họp.",
+    "host_unit": "Chọn đơn vị chủ trì.",
+    "chair": "Nhập người chủ trì.",
+    "host_site": "Chọn điểm cầu chủ trì.",
+    "sites": "Chọn ít nhất một điểm cầu tham dự ngoài điểm cầu chủ trì.",
+    "date": "Ngày không hợp lệ: nhập theo dạng dd/mm/yyyy, ví dụ 15/12/2026.",
+    "time": "Giờ không hợp lệ: nhập theo dạng HH:MM (24 giờ), ví dụ 08:00.",
+}
+MSG_END_BEFORE_START = "Thời gian kết thúc phải sau thời gian họp chính thức"
+
+
+# --------------------------------------------------------------------------------------------
+# SMTP: an aiosmtpd server on 127.0.0.1 that keeps every message it is given.
+
+
+@dataclass
+class Mail:
+    mail_from: str
+    rcpt_tos: list[str]
+    msg: email.message.EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.msg["Subject"] or "")
+
+    @property
+    def to(self) -> str:
+        return str(self.msg["To"] or "")
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._mails: list[Mail] = []
+
+    async def handle_DATA(self, server, session_, envelope):  # aiosmtpd handler hook
+        raw = envelope.original_content or envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        with self._lock:
+            self._mails.append(Mail(envelope.mail_from, [r.lower() for r in envelope.rcpt_tos], msg))
+        return "250 Message accepted for delivery"
+
+    def all(self) -> list[Mail]:
+        with self._lock:
+            return list(self._mails)
+
+    def about(self, title: str) -> list[Mail]:
+        return [m for m in self.all() if title in m.subject]
+
+    def describe(self) -> list[str]:
+        return [f"{','.join(m.rcpt_tos)}: {m.subject}" for m in self.all()]
+
+
+@pytest.fixture(scope="module")
+def mailbox():
+    box = Mailbox()
+    port = free_port()
+    ctl = Controller(box, hostname="127.0.0.1", port=port)
+    ctl.start()
+    box.port = port
+    try:
+        yield box
+    finally:
+        ctl.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# The server (own data dir, SMTP to the mailbox) and sessions
+
+
+def _new_server(prefix: str, extra: list[str] | None = None) -> OwnServer:
+    data = tempfile.mkdtemp(prefix=f"hnth-{prefix}-data-")
+    logs = tempfile.mkdtemp(prefix=f"hnth-{prefix}-log-")
+    return OwnServer(data_dir=data, password=PASSWORD, log_path=f"{logs}/server.log", extra_args=extra or [])
+
+
+@pytest.fixture(scope="module")
+def srv(inside_netns, mailbox):
+    s = _new_server("bookings", ["--smtp", f"127.0.0.1:{mailbox.port}"]).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        print(f"\nbookings-test server log kept at {s.log_path}")
+
+
+@pytest.fixture(autouse=True)
+def _server_log_on_failure(request):
+    yield
+    s = request.node.funcargs.get("srv")
+    if isinstance(s, OwnServer):
+        print(f"--- own hnth server log tail ({s.log_path}) ---\n{s.log_tail(60)}")
+
+
+@pytest.fixture(scope="module")
+def ids(srv) -> dict[str, int]:
+    """Site code -> id, from the database."""
+    return {code: i for i, code in srv.query("SELECT id, code FROM sites")}
+
+
+@pytest.fixture(scope="module")
+def org(srv):
+    return browser_session(srv.base, "so-tttt", PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def op(srv):
+    return browser_session(srv.base, "dieuhanh", PASSWORD)
+
+
+# --------------------------------------------------------------------------------------------
+# Dates
+
+
+def now_vn() -> datetime:
+    return datetime.now(VN)
+
+
+def day(n: int) -> date:
+    """The local (Asia/Ho_Chi_Minh) date n days from today."""
+    return now_vn().date() + timedelta(days=n)
+
+
+def dmy(d: date) -> str:
+    return d.strftime("%d/%m/%Y")
+
+
+def epoch(d: date, hhmm: str) -> int:
+    h, m = map(int, hhmm.split(":"))
+    return int(datetime(d.year, d.month, d.day, h, m, tzinfo=VN).timestamp())
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP helpers
+
+
+def form_choices(base: str, s) -> dict:
+    r = s.get(base + "/bookings/new", timeout=10)
+    assert r.status_code == 200, f"GET /bookings/new -> {r.status_code}"
+    m = re.search(r'<select name="host_unit">(.*?)</select>', r.text, re.S)
+    assert m, "no host_unit select on /bookings/new"
+    units = re.findall(r'<option value="(\d+)"', m.group(1))
+    return {"csrf": csrf_of(r.text), "units": units}
+
+
+def booking_form(s, base: str, *, title: str, d: date | str, start: str, end: str, host: int, sites: list[int],
+                 prep: str = "", emergency: bool = False, action: str = "submit", **over) -> list[tuple[str, str]]:
+    ch = form_choices(base, s)
+    fields = {
+        "csrf": ch["csrf"], "title": title, "kind": "hop", "host_unit": ch["units"][0],
+        "chair": "Ông Nguyễn Văn A, Phó Chủ tịch UBND tỉnh", "host_site": str(host),
+        "date": d if isinstance(d, str) else dmy(d), "start": start, "end": end, "prep": prep,
+        "notice_number": "123/STTTT-VP", "notice_date": dmy(day(0)), "action": action,
+    }
+    fields.update(over)
+    pairs = [(k, v) for k, v in fields.items() if v is not None]
+    pairs += [("sites", str(x)) for x in sites]
+    if emergency:
+        pairs.append(("emergency", "1"))
+    return pairs
+
+
+def post_booking(s, base: str, **kw):
+    return s.post(base + "/bookings", data=booking_form(s, base, **kw), allow_redirects=False, timeout=30)
+
+
+def created_id(r) -> int:
+    assert r.status_code == 303, (f"registration refused: HTTP {r.status_code}; rules: {rules_error(r.text)!r}; "
+                                  f"fields: {field_errors(r.text)}; {error_text(r.text)!r}")
+    m = re.fullmatch(r"/bookings/(\d+)", r.headers.get("location", ""))
+    assert m, f"registration redirected to {r.headers.get('location')!r}, not /bookings/<id>"
+    return int(m.group(1))
+
+
+def register(s, base: str, **kw) -> int:
+    return created_id(post_booking(s, base, **kw))
+
+
+def field_errors(page: str) -> dict[str, str]:
+    return {k: html.unescape(v).strip()
+            for k, v in re.findall(r'<span class="field-error" id="error-([a-z_]+)">(.*?)</span>', page, re.S)}
+
+
+def rules_error(page: str) -> str | None:
+    m = re.search(r'id="error-rules">.*?<pre>(.*?)</pre>', page, re.S)
+    return html.unescape(m.group(1)).strip() if m else None
+
+
+def alert_text(page: str) -> str | None:
+    t = error_text(page)
+    return html.unescape(t) if t is not None else None
+
+
+def csrf_for(s, base: str, bid: int) -> str:
+    r = s.get(f"{base}/bookings/{bid}", timeout=10)
+    assert r.status_code == 200, f"GET /bookings/{bid} -> {r.status_code}"
+    return csrf_of(r.text)
+
+
+def step(s, base: str, bid: int, what: str, reason: str = "", csrf: str | None = None):
+    token = csrf_for(s, base, bid) if csrf is None else csrf
+    return s.post(f"{base}/bookings/{bid}/{what}", data={"csrf": token, "reason": reason},
+                  allow_redirects=False, timeout=30)
+
+
+def status_of(srv: OwnServer, bid: int) -> str:
+    rows = srv.query("SELECT status FROM bookings WHERE id = ?", bid)
+    assert rows, f"booking #{bid} is not in the database"
+    return rows[0][0]
+
+
+def counts(srv: OwnServer) -> tuple[int, int]:
+    return (srv.query("SELECT COUNT(*) FROM bookings")[0][0], srv.query("SELECT COUNT(*) FROM booking_sites")[0][0])
+
+
+# --------------------------------------------------------------------------------------------
+# iCalendar
+
+
+def unfold(text: str) -> list[str]:
+    return re.sub(r"\r?\n[ \t]", "", text).replace("\r\n", "\n").split("\n")
+
+
+def check_ics(text: str, title: str, d: date, start: str, end: str, where: str) -> None:
+    """SUMMARY has the title; DTSTART/DTEND carry TZID=Asia/Ho_Chi_Minh and the chosen local times;
+    a VTIMEZONE for Asia/Ho_Chi_Minh exists."""
+    want_start = f"{d:%Y%m%d}T{start.replace(':', '')}00"
+    want_end = f"{d:%Y%m%d}T{end.replace(':', '')}00"
+    lines = unfold(text)
+    assert lines[0] == "BEGIN:VCALENDAR", f"{where}: not an iCalendar file: {text[:200]!r}"
+    # Raw form as asked by the invitation's readers (Outlook, Thunderbird): no UTC conversion.
+    assert f"DTSTART;TZID=Asia/Ho_Chi_Minh:{want_start}" in lines, \
+        f"{where}: no DTSTART;TZID=Asia/Ho_Chi_Minh:{want_start} in\n{text}"
+    assert f"DTEND;TZID=Asia/Ho_Chi_Minh:{want_end}" in lines, f"{where}: no DTEND {want_end} in\n{text}"
+    if icalendar is not None:
+        cal = icalendar.Calendar.from_ical(text)
+        events = cal.walk("VEVENT")
+        assert len(events) == 1, f"{where}: {len(events)} VEVENTs"
+        ev = events[0]
+        assert title in str(ev.get("SUMMARY")), f"{where}: SUMMARY {ev.get('SUMMARY')!r} lacks {title!r}"
+        assert ev["DTSTART"].params.get("TZID") == "Asia/Ho_Chi_Minh", ev["DTSTART"].params
+        dt = ev.decoded("DTSTART")
+        h, m = map(int, start.split(":"))
+        assert (dt.date(), dt.hour, dt.minute) == (d, h, m), f"{where}: DTSTART decodes to {dt}"
+        assert dt.utcoffset() == timedelta(hours=7), f"{where}: DTSTART offset {dt.utcoffset()}"
+        tzs = [str(z.get("TZID")) for z in cal.walk("VTIMEZONE")]
+        assert "Asia/Ho_Chi_Minh" in tzs, f"{where}: VTIMEZONE TZIDs {tzs}"
+    else:
+        summary = [ln for ln in lines if ln.startswith("SUMMARY")]
+        assert summary and title in summary[0].split(":", 1)[1].replace("\\,", ",").replace("\\;", ";"), \
+            f"{where}: SUMMARY {summary} lacks {title!r}"
+        assert "BEGIN:VTIMEZONE" in lines and "TZID:Asia/Ho_Chi_Minh" in lines, f"{where}: no VTIMEZONE in\n{text}"
+        assert lines.index("BEGIN:VTIMEZONE") < lines.index("END:VTIMEZONE")
+
+
+# --------------------------------------------------------------------------------------------
+# 1. The browser: register (check, submit), approve, download the invitation
+
+
+def browser_login(page: Page, user: str) -> None:
+    d = page.driver
+    d.get(page.base + "/login")
+    wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "input[name=username]"), T_PAGE, f"{page.name}: login form")
+    d.find_element(By.CSS_SELECTOR, "input[name=username]").send_keys(user)
+    d.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(PASSWORD)
+    d.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_for(lambda: urllib.parse.urlparse(d.current_url).path not in ("/login", ""), T_PAGE,
+             f"{page.name}: login as {user} to leave /login",
+             detail=lambda: page.js("return document.body ? document.body.innerText.slice(0, 300) : ''"))
+
+
+def path_of(page: Page) -> str:
+    return urllib.parse.urlparse(page.driver.current_url).path
+
+
+def body_text(page: Page) -> str:
+    return page.js("return document.body ? document.body.innerText : ''") or ""
+
+
+def test_browser_register_check_submit_approve_and_download_invitation(srv, ids):
+    title = "Hội nghị trực tuyến triển khai chuyển đổi số"
+    d = day(6)
+    start, end, prep = "08:30", "10:00", "08:00"
+    guests = ["tp-bac-lieu", "hoa-binh"]
+    before = counts(srv)
+    downloads = tempfile.mkdtemp(prefix="hnth-e2e-downloads-")
+    browsers = BrowserFactory(base=srv.base, password=PASSWORD)
+    try:
+        org = browsers.new("organizer so-tttt")
+        org.driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
+        browser_login(org, "so-tttt")
+        org.driver.get(srv.base + "/bookings/new")
+        wait_for(lambda: org.driver.find_elements(By.CSS_SELECTOR, "form.booking-form input[name=title]"), T_PAGE,
+                 "organizer: the registration form", detail=lambda: body_text(org)[:400])
+        drv = org.driver
+        drv.find_element(By.NAME, "title").send_keys(title)
+        Select(drv.find_element(By.NAME, "kind")).select_by_value("hoi_nghi")
+        unit = Select(drv.find_element(By.NAME, "host_unit"))
+        assert [o.text for o in unit.options] == ["Sở Thông tin và Truyền thông"], \
+            f"an organizer may host only for its own unit; offered {[o.text for o in unit.options]}"
+        drv.find_element(By.NAME, "chair").send_keys("Giám đốc Sở Thông tin và Truyền thông")
+        Select(drv.find_element(By.NAME, "host_site")).select_by_value(str(ids["tinh-uy"]))
+        for code in guests:
+            drv.find_element(By.CSS_SELECTOR, f"input[name=sites][value='{ids[code]}']").click()
+        drv.find_element(By.NAME, "date").send_keys(dmy(d))
+        drv.find_element(By.NAME, "start").send_keys(start)
+        drv.find_element(By.NAME, "end").send_keys(end)
+        drv.find_element(By.NAME, "prep").send_keys(prep)
+        drv.find_element(By.NAME, "notice_number").send_keys("45/STTTT-VP")
+
+        # "Kiểm tra trùng lịch": the same form comes back with the no-conflict notice, nothing saved.
+        assert not drv.find_elements(By.CSS_SELECTOR, "p.notice")
+        drv.find_element(By.CSS_SELECTOR, "button[name=action][value=check]").click()
+        wait_for(lambda: any(MSG_NO_CONFLICT in e.text for e in drv.find_elements(By.CSS_SELECTOR, "p.notice")),
+                 T_PAGE, f"organizer: the notice {MSG_NO_CONFLICT!r} after checking",
+                 detail=lambda: body_text(org)[:600])
+        assert counts(srv) == before, "checking for conflicts saved something"
+        assert drv.find_element(By.NAME, "title").get_attribute("value") == title
+        assert drv.find_element(By.NAME, "date").get_attribute("value") == dmy(d)
+        for code in guests:
+            assert drv.find_element(By.CSS_SELECTOR, f"input[name=sites][value='{ids[code]}']").is_selected(), \
+                f"site {code} lost its tick after the check"
+
+        drv.find_element(By.ID, "submit-booking").click()
+        bid = int(wait_for(lambda: (re.fullmatch(r"/bookings/(\d+)", path_of(org)) or [None, None])[1], T_PAGE,
+                           "organizer: redirect to the new booking's page",
+                           detail=lambda: {"url": drv.current_url, "body": body_text(org)[:600]}))
+        wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, "#booking[data-status=submitted]"), T_PAGE,
+                 "organizer: the booking page shows status submitted", detail=lambda: body_text(org)[:600])
+        assert not drv.find_elements(By.ID, "approve"), "an organizer is offered the approve button"
+        assert not drv.find_elements(By.ID, "invitation"), "an invitation link before approval"
+        row = srv.query("SELECT title, kind, status, official_start, official_end, preparation_start, emergency "
+                        "FROM bookings WHERE id = ?", bid)
+        assert row == [(title, "hoi_nghi", "submitted", epoch(d, start), epoch(d, end), epoch(d, prep), 0)], row
+        sites = {r[0] for r in srv.query("SELECT site_id FROM booking_sites WHERE booking_id = ?", bid)}
+        assert sites == {ids["tinh-uy"], ids["tp-bac-lieu"], ids["hoa-binh"]}, sites
+
+        # An operator, in another browser, approves.
+        oper = browsers.new("operator dieuhanh")
+        browser_login(oper, "dieuhanh")
+        oper.driver.get(f"{srv.base}/bookings/{bid}")
+        oper.click("#approve")
+        wait_for(lambda: oper.driver.find_elements(By.CSS_SELECTOR, "#booking[data-status=approved]"), T_PAGE,
+                 "operator: the booking page shows status approved", detail=lambda: body_text(oper)[:600])
+        assert status_of(srv, bid) == "approved"
+
+        # The organizer downloads the invitation.
+        drv.get(f"{srv.base}/bookings/{bid}")
+        org.click("#invitation")
+        target = os.path.join(downloads, f"hop-{bid}.ics")
+
+        def downloaded():
+            names = os.listdir(downloads)
+            return os.path.exists(target) and not any(n.endswith(".crdownload") for n in names) \
+                and os.path.getsize(target) > 0
+        wait_for(downloaded, T_PAGE, f"organizer: the invitation downloaded as {target}",
+                 detail=lambda: os.listdir(downloads))
+        with open(target, encoding="utf-8") as f:
+            check_ics(f.read(), title, d, start, end, "downloaded invitation")
+    finally:
+        browsers.quit_all()
+        shutil.rmtree(downloads, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. E-mail over SMTP: approval notices (B2, P1) and emergency alerts (B5)
+
+
+def technicians(srv: OwnServer, site_codes: list[str]) -> set[str]:
+    marks = ",".join("?" * len(site_codes))
+    return {r[0].lower() for r in srv.query(
+        f"SELECT t.email FROM technicians t JOIN sites s ON s.id = t.site_id WHERE s.code IN ({marks}) "
+        "AND t.active = 1 AND t.email != ''", *site_codes)}
+
+
+def ics_attachments(m: Mail) -> list[tuple[str, str]]:
+    out = []
+    for part in m.msg.walk():
+        if part.get_content_type() == "text/calendar":
+            out.append((part.get_filename() or "", part.get_content()))
+    return out
+
+
+def test_approval_mails_provider_and_each_technician_with_the_invitation(srv, mailbox, ids, org, op):
+    title = "Giao ban trực tuyến quý IV"
+    d = day(7)
+    start, end = "09:00", "11:00"
+    codes = ["tinh-uy", "hoa-binh", "dong-hai", "tp-bac-lieu"]
+    techs = technicians(srv, codes)
+    # The demo's technicians: Hòa Bình has two, Đông Hải none.
+    assert techs == {"kythuat1.tinh-uy@hnth.local", "kythuat1.hoa-binh@hnth.local",
+                     "kythuat2.hoa-binh@hnth.local", "kythuat1.tp-bac-lieu@hnth.local"}, techs
+    bid = register(org, srv.base, title=title, d=d, start=start, end=end, host=ids["tinh-uy"],
+                   sites=[ids[c] for c in codes[1:]])
+    assert status_of(srv, bid) == "submitted"
+    assert srv.query("SELECT COUNT(*) FROM notices WHERE booking_id = ?", bid) == [(0,)], \
+        "notices queued for a booking that is not approved"
+
+    r = step(op, srv.base, bid, "approve")
+    assert r.status_code == 303, f"operator approve: HTTP {r.status_code} {alert_text(r.text)!r}"
+    assert status_of(srv, bid) == "approved"
+
+    want = techs | {PROVIDER}
+
+    def delivered():
+        got = [rc for m in mailbox.about(title) for rc in m.rcpt_tos]
+        return set(got) >= want and got
+
+    got = wait_for(delivered, T_MAIL, f"notices for {title!r} to {sorted(want)} over SMTP",
+                   detail=lambda: {"mailbox": mailbox.describe(),
+                                   "outbox": srv.query("SELECT kind, to_addr, sent_at, attempts, last_error "
+                                                       "FROM notices WHERE booking_id = ?", bid)})
+    assert sorted(got) == sorted(want), f"one notice each expected, got {sorted(got)}"
+    mails = mailbox.about(title)
+    for m in mails:
+        who = m.rcpt_tos[0]
+        assert len(m.rcpt_tos) == 1 and who in m.to.lower(), f"{who}: envelope {m.rcpt_tos} vs To {m.to!r}"
+        body = m.msg.get_body(preferencelist=("plain",)).get_content()
+        if who == PROVIDER:
+            assert "khoản 1 Điều 5" in body, f"provider notice does not cite B2: {body!r}"
+        else:
+            assert "khoản 1 Điều 6" in body, f"technician notice does not cite P1: {body!r}"
+        assert f"{int(start[:2]):02d}:{start[3:]}" in body and dmy(d) in body, \
+            f"{who}: the notice does not give the official time {dmy(d)} {start}: {body!r}"
+        atts = ics_attachments(m)
+        assert len(atts) == 1, f"{who}: {len(atts)} text/calendar attachments"
+        name, text = atts[0]
+        assert name == f"hop-{bid}.ics", f"{who}: attachment named {name!r}"
+        # iMIP (RFC 6047 §2.4): a `method` on the MIME part must be the calendar's METHOD.
+        part = next(p for p in m.msg.walk() if p.get_content_type() == "text/calendar")
+        mime_method = part.get_param("method")
+        ics_method = next((ln.split(":", 1)[1] for ln in unfold(text) if ln.startswith("METHOD:")), None)
+        if mime_method is not None or ics_method is not None:
+            assert mime_method is not None and ics_method is not None and \
+                mime_method.upper() == ics_method.upper(), \
+                f"{who}: Content-Type method={mime_method!r} but the calendar's METHOD is {ics_method!r}"
+        check_ics(text, title, d, start, end, f"invitation attached for {who}")
+    # The outbox agrees: every immediate notice sent, the reminders still waiting for their time.
+    rows = srv.query("SELECT kind, to_addr, sent_at IS NOT NULL, due_at <= strftime('%s','now') "
+                     "FROM notices WHERE booking_id = ? ORDER BY id", bid)
+    sent = sorted(r[1].lower() for r in rows if r[2])
+    assert sent == sorted(want), f"notices marked sent: {rows}"
+    assert {r[0] for r in rows if r[2]} == {"provider_notice", "technician_notice"}, rows
+    reminders = [r for r in rows if r[0] == "reminder"]
+    assert reminders and all(not r[2] and not r[3] for r in reminders), f"reminders: {reminders}"
+
+
+def test_emergency_booking_under_five_days_is_accepted_and_alerts_at_once(srv, mailbox, ids, org):
+    title = "Họp khẩn ứng phó bão số 9"
+    d = day(2)
+    codes = ["tinh-uy", "phuoc-long", "vinh-loi"]
+    console = Ws.open(srv.base, api_login(srv.base, "dieuhanh", PASSWORD)["token"], "console dieuhanh")
+    try:
+        console.expect_type("welcome")
+        console.drain()
+        before = counts(srv)
+        # Without the checkbox the same request is refused (B1) ...
+        r = post_booking(org, srv.base, title=title, d=d, start="14:00", end="16:00", host=ids["tinh-uy"],
+                         sites=[ids[c] for c in codes[1:]])
+        assert r.status_code == 422 and "khoản 1 Điều 5" in (rules_error(r.text) or ""), \
+            f"non-emergency 2 days ahead: HTTP {r.status_code} {rules_error(r.text)!r}"
+        assert counts(srv) == before
+        # ... with it, accepted at once.
+        bid = register(org, srv.base, title=title, d=d, start="14:00", end="16:00", host=ids["tinh-uy"],
+                       sites=[ids[c] for c in codes[1:]], emergency=True)
+        assert srv.query("SELECT status, emergency FROM bookings WHERE id = ?", bid) == [("submitted", 1)]
+        alert = console.expect_type("alert", timeout=T_ALERT)
+        assert alert.get("kind") == "emergency" and alert.get("booking") == bid and alert.get("title") == title, alert
+
+        want = technicians(srv, codes) | {PROVIDER}
+        assert len(want) == 4, want
+
+        def delivered():
+            got = [rc for m in mailbox.about(title) for rc in m.rcpt_tos]
+            return set(got) >= want and got
+
+        got = wait_for(delivered, T_ALERT, f"emergency alerts for {title!r} to {sorted(want)} by e-mail",
+                       detail=lambda: {"mailbox": mailbox.describe(),
+                                       "outbox": srv.query("SELECT kind, to_addr, sent_at, last_error FROM notices "
+                                                           "WHERE booking_id = ?", bid)})
+        assert sorted(got) == sorted(want), f"one alert each expected, got {sorted(got)}"
+        for m in mailbox.about(title):
+            assert "KHẨN" in m.subject, m.subject
+            body = m.msg.get_body(preferencelist=("plain",)).get_content()
+            assert "khoản 3 Điều 5" in body, f"alert does not cite B5: {body!r}"
+    finally:
+        console.close()
+
+
+def test_emergency_displaces_a_planned_meeting_and_that_is_recorded(srv, ids, org, op):
+    d = day(16)
+    planned_title = "Hội nghị sơ kết 6 tháng"
+    planned = register(org, srv.base, title=planned_title, d=d, start="09:00", end="11:00", host=ids["tinh-uy"],
+                       sites=[ids["hong-dan"]])
+    assert step(op, srv.base, planned, "approve").status_code == 303
+    # A draft is not a registration: saving an emergency draft cancels nobody's meeting.
+    draft = register(org, srv.base, title="Bản nháp họp khẩn về hạn mặn", d=d, start="09:30", end="10:30",
+                     host=ids["hong-dan"], sites=[ids["phuoc-long"]], emergency=True, action="draft")
+    assert status_of(srv, draft) == "draft"
+    assert status_of(srv, planned) == "approved", "an emergency *draft* displaced a planned meeting"
+
+    title = "Họp khẩn ứng phó sạt lở bờ biển"
+    bid = register(org, srv.base, title=title, d=d, start="09:30", end="10:30", host=ids["hong-dan"],
+                   sites=[ids["phuoc-long"]], emergency=True)
+    assert status_of(srv, bid) == "submitted"
+    (status, reason), = srv.query("SELECT status, reason FROM bookings WHERE id = ?", planned)
+    assert status == "cancelled", f"the planned meeting sharing Hồng Dân is {status}"
+    assert reason and title in reason and f"#{bid}" in reason and "khoản 3 Điều 5" in reason, \
+        f"the displacement is not recorded in Vietnamese with the emergency and the article: {reason!r}"
+    audit = srv.query("SELECT actor, after_json FROM audit WHERE action = 'displace_booking' AND entity_id = ?",
+                      str(planned))
+    assert len(audit) == 1 and audit[0][0] == "so-tttt" and f'"displaced_by":{bid}' in audit[0][1].replace(" ", ""), \
+        f"audit of the displacement: {audit}"
+    page = html.unescape(org.get(f"{srv.base}/bookings/{planned}", timeout=10).text)
+    assert 'data-status="cancelled"' in page and title in page, "the planned booking's page does not show why"
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Rules at the boundary, over HTTP
+
+
+def test_lead_time_four_days_ahead_is_refused_citing_article_5_1(srv, ids, org):
+    before = counts(srv)
+    r = post_booking(org, srv.base, title="Họp đăng ký muộn", d=day(4), start="12:00", end="13:00",
+                     host=ids["hong-dan"], sites=[ids["dong-hai"]])
+    assert r.status_code == 422, f"4 days ahead: HTTP {r.status_code}"
+    text = rules_error(r.text)
+    assert text and "khoản 1 Điều 5" in text and "5 ngày" in text, f"refusal text: {text!r}"
+    assert counts(srv) == before, "a refused registration was saved"
+    # The check button says the same (nothing saved either).
+    r = post_booking(org, srv.base, title="Họp đăng ký muộn", d=day(4), start="12:00", end="13:00",
+                     host=ids["hong-dan"], sites=[ids["dong-hai"]], action="check")
+    assert r.status_code == 422 and "khoản 1 Điều 5" in (rules_error(r.text) or "")
+    assert counts(srv) == before
+
+
+def _local_slot(at: datetime, step_min: int) -> tuple[date, str, str]:
+    """(date, start, end) for a meeting starting at `at` floored to the minute (moved by step_min
+    minutes while it is 23:59, so that a 1-minute-or-more meeting fits in the same day)."""
+    at = at.astimezone(VN).replace(second=0, microsecond=0)
+    while at.hour == 23 and at.minute == 59:
+        at += timedelta(minutes=step_min)
+    end = min(at + timedelta(minutes=60), at.replace(hour=23, minute=59))
+    return at.date(), f"{at:%H:%M}", f"{end:%H:%M}"
+
+
+def test_lead_time_just_under_and_just_over_five_days(srv, ids, org):
+    before = counts(srv)
+    d, start, end = _local_slot(now_vn() + timedelta(days=5) - timedelta(minutes=3), -1)
+    r = post_booking(org, srv.base, title="Họp sát hạn, thiếu vài phút", d=d, start=start, end=end,
+                     host=ids["hong-dan"], sites=[ids["dong-hai"]])
+    assert r.status_code == 422 and "khoản 1 Điều 5" in (rules_error(r.text) or ""), \
+        f"5 days minus 3 minutes ({dmy(d)} {start}): HTTP {r.status_code} {rules_error(r.text)!r}"
+    assert counts(srv) == before
+    d, start, end = _local_slot(now_vn() + timedelta(days=5) + timedelta(minutes=4), +1)
+    bid = register(org, srv.base, title="Họp sát hạn, dư vài phút", d=d, start=start, end=end,
+                   host=ids["hong-dan"], sites=[ids["dong-hai"]])
+    assert status_of(srv, bid) == "submitted"
+
+
+def test_overlap_at_a_shared_site_is_refused_citing_the_first_booking(srv, ids, org):
+    d = day(8)
+    first = "Hội nghị tổng kết ngành nông nghiệp"
+    register(org, srv.base, title=first, d=d, start="08:00", end="10:00", host=ids["tinh-uy"],
+             sites=[ids["tx-gia-rai"]])
+    before = counts(srv)
+    for label, start, end, prep in [("official times overlap", "09:00", "11:00", ""),
+                                    ("only the preparation overlaps", "10:15", "11:00", "09:45")]:
+        for action in ("check", "submit"):
+            r = post_booking(org, srv.base, title="Họp trùng điểm cầu Giá Rai", d=d, start=start, end=end, prep=prep,
+                             host=ids["hong-dan"], sites=[ids["tx-gia-rai"]], action=action)
+            text = rules_error(r.text) or ""
+            assert r.status_code == 422, f"{label} ({action}): HTTP {r.status_code}"
+            assert first in text and "khoản 2 Điều 5" in text, f"{label} ({action}): refusal {text!r}"
+            assert counts(srv) == before, f"{label} ({action}): the refused booking was saved"
+    # Another day, same sites: fine.
+    register(org, srv.base, title="Họp trùng điểm cầu Giá Rai, hôm sau", d=d + timedelta(days=1), start="13:00",
+             end="14:00", host=ids["hong-dan"], sites=[ids["tx-gia-rai"]])
+
+
+def test_concurrent_overlapping_registrations_let_only_one_through(srv, ids):
+    """B3 holds under concurrency: N organizer sessions submit overlapping bookings of one site at
+    the same instant; exactly one is accepted, the others are refused citing it."""
+    n = 6
+    d = day(14)
+    sessions = [browser_session(srv.base, "so-tttt", PASSWORD) for _ in range(n)]
+    forms = [booking_form(x, srv.base, title=f"Họp đăng ký đồng thời số {i + 1}", d=d, start="09:00", end="11:00",
+                          host=ids["tinh-uy"], sites=[ids["tp-bac-lieu"]]) for i, x in enumerate(sessions)]
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def go(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[i] = sessions[i].post(srv.base + "/bookings", data=forms[i], allow_redirects=False, timeout=60)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    assert all(not t.is_alive() for t in threads), "a registration request did not finish"
+    codes = [getattr(r, "status_code", repr(r)) for r in results]
+    assert sorted(codes) == [303] + [422] * (n - 1), f"statuses of {n} simultaneous overlapping registrations: {codes}"
+    rows = srv.query("SELECT b.title FROM bookings b JOIN booking_sites s ON s.booking_id = b.id "
+                     "WHERE s.site_id = ? AND b.official_start = ?", ids["tp-bac-lieu"], epoch(d, "09:00"))
+    assert len(rows) == 1, f"overlapping bookings saved: {rows}"
+    for r in results:
+        if r.status_code == 422:
+            assert rows[0][0] in (rules_error(r.text) or ""), f"refusal does not cite the winner: {rules_error(r.text)!r}"
+
+
+def test_concurrent_approvals_approve_once_and_notify_once(srv, ids, org):
+    d = day(15)
+    bid = register(org, srv.base, title="Họp duyệt đồng thời", d=d, start="09:00", end="10:00",
+                   host=ids["tinh-uy"], sites=[ids["vinh-loi"]])
+    ops = [browser_session(srv.base, "dieuhanh", PASSWORD) for _ in range(4)]
+    tokens = [csrf_for(s, srv.base, bid) for s in ops]
+    barrier = threading.Barrier(len(ops))
+    results: list = [None] * len(ops)
+
+    def go(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[i] = step(ops[i], srv.base, bid, "approve", csrf=tokens[i]).status_code
+        except Exception as exc:  # noqa: BLE001
+            results[i] = exc
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(ops))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    assert sorted(map(str, results)) == ["303"] + ["422"] * (len(ops) - 1), f"simultaneous approvals: {results}"
+    rows = srv.query("SELECT kind, to_addr, COUNT(*) FROM notices WHERE booking_id = ? AND kind != 'reminder' "
+                     "GROUP BY kind, to_addr", bid)
+    assert rows and all(r[2] == 1 for r in rows), f"notices queued more than once: {rows}"
+
+
+def test_touching_bookings_are_both_accepted(srv, ids, org):
+    d = day(10)
+    a = register(org, srv.base, title="Họp buổi sáng kết thúc 10 giờ", d=d, start="08:00", end="10:00",
+                 host=ids["tinh-uy"], sites=[ids["phuoc-long"]])
+    b = register(org, srv.base, title="Họp chuẩn bị từ 10 giờ", d=d, start="10:30", end="11:30", prep="10:00",
+                 host=ids["phuoc-long"], sites=[ids["tinh-uy"]])
+    rows = srv.query("SELECT id, status, preparation_start, official_end FROM bookings WHERE id IN (?, ?) ORDER BY id",
+                     a, b)
+    assert rows == [(a, "submitted", epoch(d, "07:30"), epoch(d, "10:00")),
+                    (b, "submitted", epoch(d, "10:00"), epoch(d, "11:30"))], rows
+
+
+INVALID = [
+    # label, overrides, (status, where the message is, expected text)
+    ("missing title", {"title": ""}, (422, "title", MSG_ERR["title"])),
+    ("missing chair", {"chair": "  "}, (422, "chair", MSG_ERR["chair"])),
+    ("unknown kind", {"kind": "tiec"}, (422, "kind", MSG_ERR["kind"])),
+    ("missing date", {"date": ""}, (422, "date", MSG_ERR["date"])),
+    ("31 February", {"date": "31/02/2027"}, (422, "date", MSG_ERR["date"])),
+    ("ISO date", {"date": "2027-03-01"}, (422, "date", MSG_ERR["date"])),
+    ("missing start", {"start": ""}, (422, "start", MSG_ERR["time"])),
+    ("start 25:00", {"start": "25:00"}, (422, "start", MSG_ERR["time"])),
+    ("bad preparation", {"prep": "7h30"}, (422, "prep", MSG_ERR["time"])),
+    ("end before start", {"start": "10:00", "end": "09:00"}, (422, "rules", MSG_END_BEFORE_START)),
+    ("end equals start", {"start": "10:00", "end": "10:00"}, (422, "rules", MSG_END_BEFORE_START)),
+    ("unknown site id", {"sites": ["999999"]}, (422, "sites", MSG_ERR["sites"])),
+    ("no site but the host", {"sites": []}, (422, "sites", MSG_ERR["sites"])),
+    ("unknown host site", {"host_site": "999999"}, (422, "host_site", MSG_ERR["host_site"])),
+    ("another unit", {"host_unit": "1"}, (422, "host_unit", MSG_ERR["host_unit"])),
+    ("no CSRF", {"csrf": None}, (403, "form", MSG_CSRF_VI)),
+    ("wrong CSRF", {"csrf": "x" * 32}, (403, "form", MSG_CSRF_VI)),
+]
+
+
+@pytest.mark.parametrize("label,over,want", INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_registration_is_refused_with_the_field_message_and_nothing_saved(srv, ids, org, label, over, want):
+    status, where, text = want
+    before = counts(srv)
+    over = dict(over)
+    sites = [ids["vinh-loi"]]
+    if "sites" in over:
+        sites = [int(x) for x in over.pop("sites")]
+    if over.get("host_unit") == "1":
+        own = form_choices(srv.base, org)["units"]
+        assert own != ["1"], "the organizer's own unit has id 1; pick another 'foreign' unit"
+    kw = {"title": "Họp biểu mẫu sai", "d": day(12), "start": "08:00", "end": "09:00", "host": ids["tinh-uy"],
+          "sites": sites}
+    kw.update(over)
+    pairs = booking_form(org, srv.base, **kw)
+    r = org.post(srv.base + "/bookings", data=pairs, allow_redirects=False, timeout=30)
+    assert r.status_code == status, f"{label}: HTTP {r.status_code}, fields {field_errors(r.text)}, " \
+                                    f"rules {rules_error(r.text)!r}"
+    if where == "form":
+        got = alert_text(r.text)
+    elif where == "rules":
+        got = rules_error(r.text)
+    else:
+        got = field_errors(r.text).get(where)
+    assert got and text in got, f"{label}: message at {where!r} is {got!r}; all fields: {field_errors(r.text)}"
+    assert counts(srv) == before, f"{label}: something was saved"
+    # The form comes back with what was typed (the title, when there was one).
+    if over.get("title", "x") and status == 422:
+        assert 'value="Họp biểu mẫu sai"' in r.text, f"{label}: the form did not keep the title"
+
+
+def test_invitation_only_when_approved_and_reasons_required(srv, ids, org, op):
+    d = day(11)
+    title = "Tập huấn sử dụng hệ thống hội nghị truyền hình"
+    bid = register(org, srv.base, title=title, d=d, start="14:00", end="16:00", host=ids["tinh-uy"],
+                   sites=[ids["hong-dan"], ids["vinh-loi"]], action="draft", kind="tap_huan")
+    assert status_of(srv, bid) == "draft"
+    for who, s in (("organizer", org), ("operator", op)):
+        r = s.get(f"{srv.base}/bookings/{bid}/invitation.ics", timeout=10)
+        assert r.status_code == 409 and MSG_NOT_APPROVED in (alert_text(r.text) or ""), \
+            f"invitation of a draft for the {who}: HTTP {r.status_code} {alert_text(r.text)!r}"
+    r = step(org, srv.base, bid, "submit")
+    assert r.status_code == 303 and status_of(srv, bid) == "submitted", f"submit: HTTP {r.status_code}"
+    r = org.get(f"{srv.base}/bookings/{bid}/invitation.ics", timeout=10)
+    assert r.status_code == 409, f"invitation of a submitted booking: HTTP {r.status_code}"
+
+    # Rejecting (or cancelling) needs a reason; without one nothing changes.
+    for what, who, s in (("reject", "operator", op), ("cancel", "organizer", org)):
+        for reason in ("", "   "):
+            r = step(s, srv.base, bid, what, reason=reason)
+            assert r.status_code == 422, f"{what} by the {who} with reason {reason!r}: HTTP {r.status_code}"
+            assert "Phải nêu lý do" in (alert_text(r.text) or ""), alert_text(r.text)
+            assert status_of(srv, bid) == "submitted"
+    # Approve without CSRF: refused.
+    r = step(op, srv.base, bid, "approve", csrf="")
+    assert r.status_code == 403 and status_of(srv, bid) == "submitted", f"approve without CSRF: {r.status_code}"
+
+    r = step(op, srv.base, bid, "approve")
+    assert r.status_code == 303 and status_of(srv, bid) == "approved", f"approve: HTTP {r.status_code}"
+    r = org.get(f"{srv.base}/bookings/{bid}/invitation.ics", timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/calendar"), \
+        f"invitation once approved: HTTP {r.status_code} {r.headers.get('content-type')}"
+    assert f'filename="hop-{bid}.ics"' in r.headers.get("content-disposition", "")
+    check_ics(r.content.decode("utf-8"), title, d, "14:00", "16:00", "invitation over HTTP")
+    # Approving twice is refused; a rejection with a reason is kept.
+    r = step(op, srv.base, bid, "approve")
+    assert r.status_code == 422 and status_of(srv, bid) == "approved", f"second approve: {r.status_code}"
+
+    other = register(org, srv.base, title="Họp sẽ bị từ chối", d=d, start="17:00", end="18:00",
+                     host=ids["hong-dan"], sites=[ids["vinh-loi"]])
+    r = step(op, srv.base, other, "reject", reason="Trùng lịch công tác của lãnh đạo tỉnh")
+    assert r.status_code == 303, f"reject with a reason: HTTP {r.status_code} {alert_text(r.text)!r}"
+    assert srv.query("SELECT status, reason FROM bookings WHERE id = ?", other) == \
+        [("rejected", "Trùng lịch công tác của lãnh đạo tỉnh")]
+    r = org.get(f"{srv.base}/bookings/{other}/invitation.ics", timeout=10)
+    assert r.status_code == 409, f"invitation of a rejected booking: HTTP {r.status_code}"
+
+
+def _add_leadership(srv: OwnServer, username: str) -> None:
+    res = subprocess.run([binary(), "user", "add", "--username", username, "--name", "Lãnh đạo UBND tỉnh",
+                          "--role", "leadership", "--data-dir", srv.data_dir],
+                         input=PASSWORD + "\n", capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, f"hnth user add: {res.returncode}\n{res.stdout}\n{res.stderr}"
+
+
+def test_role_matrix(srv, ids, org, op):
+    d = day(13)
+    bid = register(org, srv.base, title="Họp kiểm tra phân quyền", d=d, start="08:00", end="09:00",
+                   host=ids["tinh-uy"], sites=[ids["hong-dan"]])
+    _add_leadership(srv, "lanhdao")
+    device = browser_session(srv.base, "dc-hong-dan", PASSWORD)
+    leader = browser_session(srv.base, "lanhdao", PASSWORD)
+    admin = browser_session(srv.base, "quantri", PASSWORD)
+    for who, s in (("site device", device), ("leadership", leader)):
+        r = s.get(srv.base + "/bookings/new", allow_redirects=False, timeout=10)
+        assert r.status_code == 403 and MSG_FORBIDDEN_VI in (alert_text(r.text) or ""), \
+            f"{who} GET /bookings/new: HTTP {r.status_code} {alert_text(r.text)!r}"
+        before = counts(srv)
+        token = csrf_of(s.get(srv.base + "/bookings", timeout=10).text)
+        r = s.post(srv.base + "/bookings", data=[("csrf", token), ("title", f"Họp do {who} đăng ký"),
+                                                 ("kind", "hop"), ("action", "submit")],
+                   allow_redirects=False, timeout=10)
+        assert r.status_code == 403, f"{who} POST /bookings: HTTP {r.status_code}"
+        assert counts(srv) == before
+    for who, s in (("organizer", org), ("operator", op), ("admin", admin)):
+        r = s.get(srv.base + "/bookings/new", allow_redirects=False, timeout=10)
+        assert r.status_code == 200, f"{who} GET /bookings/new: HTTP {r.status_code}"
+    # Only the control center approves.
+    for who, s in (("organizer", org), ("leadership", leader)):
+        r = step(s, srv.base, bid, "approve", csrf=csrf_of(s.get(srv.base + "/bookings", timeout=10).text))
+        assert r.status_code in (403, 422), f"{who} approve: HTTP {r.status_code}"
+        assert status_of(srv, bid) == "submitted", f"{who} approve changed the status"
+    r = step(org, srv.base, bid, "approve")
+    assert "Điều 3" in (alert_text(r.text) or ""), f"organizer approve refusal: {alert_text(r.text)!r}"
+    r = step(op, srv.base, bid, "approve")
+    assert r.status_code == 303 and status_of(srv, bid) == "approved", f"operator approve: HTTP {r.status_code}"
+    assert srv.query("SELECT a.username FROM bookings b JOIN accounts a ON a.id = b.decided_by WHERE b.id = ?",
+                     bid) == [("dieuhanh",)]
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Restart
+
+
+def test_bookings_survive_a_restart(inside_netns):
+    s = _new_server("bookings-restart").start()
+    try:
+        org = browser_session(s.base, "so-tttt", PASSWORD)
+        op = browser_session(s.base, "dieuhanh", PASSWORD)
+        sid = {code: i for i, code in s.query("SELECT id, code FROM sites")}
+        d = day(9)
+        approved = register(org, s.base, title="Họp trước khởi động lại (duyệt)", d=d, start="08:00", end="09:30",
+                            host=sid["tinh-uy"], sites=[sid["hoa-binh"], sid["dong-hai"]])
+        assert step(op, s.base, approved, "approve").status_code == 303
+        waiting = register(org, s.base, title="Họp trước khởi động lại (chờ duyệt)", d=d, start="13:00",
+                           end="14:00", host=sid["tinh-uy"], sites=[sid["vinh-loi"]])
+        rejected = register(org, s.base, title="Họp trước khởi động lại (từ chối)", d=d, start="15:00",
+                            end="16:00", host=sid["tinh-uy"], sites=[sid["vinh-loi"]])
+        assert step(op, s.base, rejected, "reject", reason="Không đủ điểm cầu").status_code == 303
+        table = "SELECT id, title, status, reason, official_start, official_end FROM bookings ORDER BY id"
+        before = s.query(table)
+        sites_before = s.query("SELECT booking_id, site_id FROM booking_sites ORDER BY 1, 2")
+        notices_before = s.query("SELECT booking_id, kind, to_addr, sent_at FROM notices ORDER BY id")
+        assert [r[2] for r in before] == ["approved", "submitted", "rejected"], before
+        # No SMTP configured here: the approval's notices wait in the outbox.
+        assert notices_before and all(n[3] is None for n in notices_before), notices_before
+
+        s.stop()
+        assert s.proc.returncode is not None
+        s.start()  # same data dir, new ports
+
+        assert s.query(table) == before
+        assert s.query("SELECT booking_id, site_id FROM booking_sites ORDER BY 1, 2") == sites_before
+        assert s.query("SELECT booking_id, kind, to_addr, sent_at FROM notices ORDER BY id") == notices_before
+        org2 = browser_session(s.base, "so-tttt", PASSWORD)
+        r = org2.get(s.base + "/bookings", timeout=10)
+        assert r.status_code == 200
+        listed = dict(re.findall(r'data-booking-id="(\d+)" data-status="([a-z]+)"', r.text))
+        assert listed == {str(approved): "approved", str(waiting): "submitted", str(rejected): "rejected"}, listed
+        r = org2.get(f"{s.base}/bookings/{rejected}", timeout=10)
+        assert "Không đủ điểm cầu" in html.unescape(r.text)
+        r = org2.get(f"{s.base}/bookings/{approved}/invitation.ics", timeout=10)
+        assert r.status_code == 200, f"invitation after restart: HTTP {r.status_code}"
+        check_ics(r.text, "Họp trước khởi động lại (duyệt)", d, "08:00", "09:30", "invitation after restart")
+        # The workflow goes on where it stopped: the waiting one can still be approved.
+        r = step(op, s.base, waiting, "approve")  # the old cookie session survived too
+        assert r.status_code == 303 and s.query("SELECT status FROM bookings WHERE id = ?", waiting) == [("approved",)]
+    finally:
+        s.stop()
+        print(f"restart-test server log kept at {s.log_path}\n{s.log_tail(40)}")
