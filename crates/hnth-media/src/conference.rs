@@ -206,7 +206,9 @@ struct Peer {
     jitter_ms: Option<f64>,
 }
 
-/// Something one peer's output asks of the others.
+/// Something one peer's output asks of the others. Lives only between polling one peer and
+/// propagating; boxing the media variant would cost an allocation per frame.
+#[allow(clippy::large_enum_variant)]
 enum Propagate {
     TrackOpen(MediaKind, Mid),
     Media(MediaData),
@@ -641,7 +643,10 @@ impl Conference {
             };
             if t.kind == MediaKind::Video && data.rid.is_some() {
                 if let Some(want) = choose_layer(budget, &layers, t.layer.as_ref()) {
-                    if t.layer != Some(want) && t.wanted != Some(want) {
+                    if t.layer == Some(want) {
+                        // Back to the current layer: a switch still waited for is void.
+                        t.wanted = None;
+                    } else if t.wanted != Some(want) {
                         t.wanted = Some(want);
                         keyframe_wanted.push(want);
                     }
@@ -888,13 +893,11 @@ fn on_event(
             None
         }
         Event::MediaIngressStats(s) => {
+            // Jitter as the console shows it is the audio's: what a listener notices first.
             let t = p.tracks_in.iter().find(|t| t.mid == s.mid)?;
-            let hz = if t.kind == MediaKind::Video {
-                90.0
-            } else {
-                48.0
-            };
-            p.jitter_ms = Some(s.jitter as f64 / hz);
+            if t.kind == MediaKind::Audio {
+                p.jitter_ms = Some(s.jitter as f64 / 48.0);
+            }
             None
         }
         Event::PeerStats(s) => {
@@ -916,7 +919,14 @@ fn on_event(
                         secs,
                     )
                 }
-                _ => (0.0, 0.0, 0.0),
+                // The first report: the layers have counted since the peer was created.
+                _ => (
+                    0.0,
+                    0.0,
+                    s.timestamp
+                        .saturating_duration_since(p.created)
+                        .as_secs_f64(),
+                ),
             };
             p.last_stats = Some((s.timestamp, s.peer_bytes_rx, s.peer_bytes_tx));
             let mut stats = LinkStats {

@@ -32,6 +32,7 @@
 mod conference;
 mod demux;
 mod layer;
+pub mod testing;
 mod vp8;
 
 pub use conference::{

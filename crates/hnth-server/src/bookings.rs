@@ -589,8 +589,14 @@ pub async fn create(
         Vec::new()
     };
     for d in &displaced {
+        let reason = booking::displacement_violation(d, &emergency_slot).vi;
+        if d.status == BookingStatus::Approved {
+            if let Some(old) = load_in(&mut tx, d.id).await? {
+                crate::mail::queue_cancelled(&mut tx, &old, &reason, now).await?;
+            }
+        }
         sqlx::query("UPDATE bookings SET status = 'cancelled', reason = ? WHERE id = ?")
-            .bind(booking::displacement_violation(d, &emergency_slot).vi)
+            .bind(&reason)
             .bind(d.id)
             .execute(&mut *tx)
             .await?;
@@ -716,9 +722,37 @@ pub async fn show(
         start => format_datetime_vi(ts(b.official_start)),
         end => format_datetime_vi(ts(b.official_end)),
     };
+    let costs = crate::costs::for_booking(&st.db, lang, b.id).await?;
+    let may_add_cost = allowed(
+        user.account.role,
+        user.account.scope(),
+        &Action::RegisterBooking {
+            unit: b.host_unit_id,
+        },
+    );
+    let control = user.account.is_control_center();
+    let notices = if control {
+        crate::mail::notices_of(&st.db, b.id).await?
+    } else {
+        Vec::new()
+    };
+    // B2: the provider must have been told at least 2 days before the official start.
+    let provider_late = matches!(status, BookingStatus::Approved | BookingStatus::Held)
+        && booking::provider_notice_late(
+            crate::mail::provider_notified_at(&st.db, b.id).await?,
+            ts(b.official_start),
+            Utc::now(),
+            &booking::Settings::default(),
+        );
+    let phones = if b.emergency {
+        crate::mail::phone_list(&st.db, b.id).await?
+    } else {
+        Vec::new()
+    };
     Ok(page(
         "booking.html",
-        context! { t, user => user.account, csrf => user.csrf, b, actions, times },
+        context! { t, user => user.account, csrf => user.csrf, b, actions, times, costs, may_add_cost,
+                   notices, provider_late, phones },
     )
     .into_response())
 }
@@ -823,6 +857,9 @@ pub async fn step(
     .await?;
     if to == BookingStatus::Approved {
         crate::mail::queue_on_approval(&mut tx, &b, Utc::now()).await?;
+    }
+    if to == BookingStatus::Cancelled && b.status == BookingStatus::Approved.as_str() {
+        crate::mail::queue_cancelled(&mut tx, &b, &reason, Utc::now()).await?;
     }
     db::audit(
         &mut *tx,

@@ -332,3 +332,114 @@ async fn build(
     }
     Ok(builder.singlepart(SinglePart::plain(body))?)
 }
+
+/// A cancelled (or displaced) meeting that had been approved: the technicians and the provider
+/// are told, and the reminders not yet sent are withdrawn.
+pub async fn queue_cancelled(
+    tx: &mut Transaction<'_, Sqlite>,
+    b: &Booking,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "DELETE FROM notices WHERE booking_id = ? AND sent_at IS NULL AND kind = 'reminder'",
+    )
+    .bind(b.id)
+    .execute(&mut **tx)
+    .await?;
+    let subject = format!("[HNTH] Hủy cuộc họp: {}", b.title);
+    let body = format!(
+        "Cuộc họp trực tuyến sau đây đã bị hủy.\nLý do: {reason}\n\n{}\n",
+        times(b)
+    );
+    let mut to = technicians_of(tx, b.id).await?;
+    to.extend(provider_contacts(tx).await?);
+    for r in &to {
+        queue(
+            tx,
+            b.id,
+            "cancelled",
+            r,
+            &subject,
+            &body,
+            false,
+            now.timestamp(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// One notice as the booking page lists it.
+#[derive(Debug, serde::Serialize)]
+pub struct NoticeRow {
+    pub kind: String,
+    pub to: String,
+    pub due: String,
+    pub sent: Option<String>,
+    pub error: Option<String>,
+}
+
+pub async fn notices_of(db: &SqlitePool, booking: i64) -> sqlx::Result<Vec<NoticeRow>> {
+    let rows = sqlx::query(
+        "SELECT kind, to_name, to_addr, due_at, sent_at, last_error FROM notices WHERE booking_id = ? ORDER BY due_at, id",
+    )
+    .bind(booking)
+    .fetch_all(db)
+    .await?;
+    let fmt = |t: i64| {
+        DateTime::from_timestamp(t, 0)
+            .map(format_datetime_vi)
+            .unwrap_or_default()
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| NoticeRow {
+            kind: r.get("kind"),
+            to: format!(
+                "{} <{}>",
+                r.get::<String, _>("to_name"),
+                r.get::<String, _>("to_addr")
+            ),
+            due: fmt(r.get("due_at")),
+            sent: r.get::<Option<i64>, _>("sent_at").map(fmt),
+            error: r.get("last_error"),
+        })
+        .collect())
+}
+
+/// B2: when the provider was first notified of this booking, if ever.
+pub async fn provider_notified_at(
+    db: &SqlitePool,
+    booking: i64,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    let row: Option<(Option<i64>,)> =
+        sqlx::query_as("SELECT MIN(sent_at) FROM notices WHERE booking_id = ? AND kind = 'provider_notice' AND sent_at IS NOT NULL")
+            .bind(booking)
+            .fetch_optional(db)
+            .await?;
+    Ok(row
+        .and_then(|r| r.0)
+        .and_then(|t| DateTime::from_timestamp(t, 0)))
+}
+
+/// B5: whom to call, with phone numbers: the technicians of the booking's sites and the provider.
+pub async fn phone_list(
+    db: &SqlitePool,
+    booking: i64,
+) -> sqlx::Result<Vec<(String, String, String)>> {
+    let mut rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT s.name, t.name, t.phone FROM technicians t JOIN booking_sites bs ON bs.site_id = t.site_id \
+         JOIN sites s ON s.id = t.site_id WHERE bs.booking_id = ? AND t.active = 1 ORDER BY s.id, t.id",
+    )
+    .bind(booking)
+    .fetch_all(db)
+    .await?;
+    let providers: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT u.name, p.name, p.phone FROM provider_contacts p JOIN units u ON u.id = p.unit_id ORDER BY p.id",
+    )
+    .fetch_all(db)
+    .await?;
+    rows.extend(providers);
+    Ok(rows)
+}

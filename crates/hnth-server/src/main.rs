@@ -5,6 +5,7 @@ mod auth;
 mod bookings;
 mod calendar;
 mod config;
+mod costs;
 mod db;
 mod demo;
 mod driver;

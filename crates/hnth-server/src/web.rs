@@ -179,6 +179,7 @@ pub fn router(state: AppState) -> Router {
             get(crate::bookings::list).post(crate::bookings::create),
         )
         .route("/bookings/new", get(crate::bookings::new_form))
+        .route("/bookings/{id}/costs", post(crate::costs::add))
         .route("/registry", get(crate::registry::sites))
         .route(
             "/registry/sites/{id}",

@@ -1,0 +1,231 @@
+//! `hnth-bench`: N synthetic sites as real WebRTC peers (str0m clients) through a running
+//! `hnth` server: real login, real WebSocket signaling (docs/SIGNALING.md), real UDP.
+//!
+//! The operator account opens a meeting and dials every online site; each site answers the
+//! `join` with an offer (Opus + VP8 simulcast q/h/f), answers the server's renegotiation offers,
+//! sends recognisable frames and counts what it receives. All sites run in this process on one
+//! clock, so the one-way forwarding delay through the server is measured exactly.
+//!
+//! ```text
+//! hnth-bench --server http://127.0.0.1:18443 --password … --sites 8 --duration 30
+//! hnth-bench --server http://127.0.0.1:18443 --password … --smoke   # exit 1 if no media flowed
+//! ```
+
+mod http;
+mod report;
+mod site;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::site::{SiteOutcome, SiteSpec};
+
+/// Device accounts of the demo province (`hnth demo`), in the order sites are taken.
+pub const DEMO_SITES: &[&str] = &[
+    "dc-tinh-uy",
+    "dc-tp-bac-lieu",
+    "dc-tx-gia-rai",
+    "dc-hong-dan",
+    "dc-phuoc-long",
+    "dc-vinh-loi",
+    "dc-hoa-binh",
+    "dc-dong-hai",
+];
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "hnth-bench",
+    about = "Load generator: synthetic sites through a running hnth server"
+)]
+pub struct Opts {
+    /// Base URL of the server's HTTP side (plain http://).
+    #[arg(long, default_value = "http://127.0.0.1:18443")]
+    pub server: String,
+    /// Password of the demo accounts (operator and site devices).
+    #[arg(long, env = "HNTH_DEMO_PASSWORD")]
+    pub password: String,
+    /// Operator account that opens the meeting and dials the sites.
+    #[arg(long, default_value = "dieuhanh")]
+    pub operator: String,
+    /// Number of sites (the demo province has 8 device accounts).
+    #[arg(long, default_value_t = 3)]
+    pub sites: usize,
+    /// Seconds of media after dialing.
+    #[arg(long, default_value_t = 20.0)]
+    pub duration: f64,
+    /// Address the sites' UDP sockets bind to (their host candidate). The default is the
+    /// far end of the veth pair made by scripts/in-netns.sh.
+    #[arg(long, default_value = "10.77.0.2")]
+    pub bind_ip: IpAddr,
+    /// Multiply the video bitrates (1.5 Mbit/s, 500 kbit/s, 150 kbit/s) by this.
+    #[arg(long, default_value_t = 1.0)]
+    pub video_scale: f64,
+    /// Seconds between periodic keyframes.
+    #[arg(long, default_value_t = 3.0)]
+    pub keyframe_interval: f64,
+    /// 3 sites for 5 seconds; exit 1 unless every site received audio and video from every
+    /// other site.
+    #[arg(long)]
+    pub smoke: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let mut opts = Opts::parse();
+    if opts.smoke {
+        opts.sites = 3;
+        opts.duration = 5.0;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hnth-bench: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(opts)) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("hnth-bench: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the benchmark; Ok(false) when media did not flow everywhere.
+async fn run(opts: Opts) -> anyhow::Result<bool> {
+    if opts.sites < 2 || opts.sites > DEMO_SITES.len() {
+        bail!(
+            "--sites must be 2 to {} (the demo province's device accounts)",
+            DEMO_SITES.len()
+        );
+    }
+    let host = http::host_port(&opts.server)?;
+    let health = http::get(&host, "/healthz")
+        .await
+        .with_context(|| format!("server at {} not reachable", opts.server))?;
+    if health.0 != 200 {
+        bail!("GET /healthz: HTTP {}", health.0);
+    }
+    let opts = Arc::new(opts);
+    let epoch = Instant::now();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (ready_tx, mut ready_rx) = mpsc::channel::<String>(DEMO_SITES.len());
+
+    let mut tasks = Vec::new();
+    for user in DEMO_SITES.iter().take(opts.sites) {
+        let spec = SiteSpec {
+            username: user.to_string(),
+        };
+        tasks.push(tokio::spawn(site::run(
+            spec,
+            opts.clone(),
+            host.clone(),
+            epoch,
+            ready_tx.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    drop(ready_tx);
+    for _ in 0..opts.sites {
+        match ready_rx.recv().await {
+            Some(user) => eprintln!("online: {user}"),
+            None => break,
+        }
+    }
+
+    // The operator opens a meeting and dials every online site.
+    let token = http::login(&host, &opts.operator, &opts.password)
+        .await?
+        .token;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{host}/ws?token={token}"))
+        .await
+        .context("operator websocket")?;
+    let (mut op_tx, mut op_rx) = ws.split();
+    let title = format!("hnth-bench {} sites", opts.sites);
+    op_tx
+        .send(Message::text(
+            json!({"type": "open_meeting", "title": title}).to_string(),
+        ))
+        .await?;
+    let meeting = loop {
+        let msg = next_json(&mut op_rx).await?;
+        match msg["type"].as_str() {
+            Some("meeting_opened") => break msg["meeting"]["id"].as_i64().context("meeting id")?,
+            Some("error") => bail!("open_meeting refused: {msg}"),
+            _ => {}
+        }
+    };
+    let dialed_at = Instant::now();
+    op_tx
+        .send(Message::text(
+            json!({"type": "dial_all", "meeting": meeting}).to_string(),
+        ))
+        .await?;
+    eprintln!(
+        "meeting {meeting} opened, {} sites dialed; media for {} s",
+        opts.sites, opts.duration
+    );
+
+    // Keep reading the operator socket (pongs, server stats) while media flows.
+    let (stats_tx, stats_rx) = watch::channel(Value::Null);
+    let reader = tokio::spawn(async move {
+        while let Ok(msg) = next_json(&mut op_rx).await {
+            match msg["type"].as_str() {
+                Some("stats") => {
+                    let _ = stats_tx.send(msg["list"].clone());
+                }
+                Some("error") => eprintln!("operator: {msg}"),
+                _ => {}
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs_f64(opts.duration)).await;
+    let ended_at = Instant::now();
+    let _ = stop_tx.send(true);
+    let mut outcomes: Vec<SiteOutcome> = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(Ok(o)) => outcomes.push(o),
+            Ok(Err(e)) => eprintln!("site failed: {e:#}"),
+            Err(e) => eprintln!("site task: {e}"),
+        }
+    }
+    let server_stats = stats_rx.borrow().clone();
+    let _ = op_tx
+        .send(Message::text(
+            json!({"type": "close_meeting", "meeting": meeting}).to_string(),
+        ))
+        .await;
+    reader.abort();
+
+    let ok = report::print(&opts, &outcomes, dialed_at, ended_at, &server_stats);
+    Ok(ok)
+}
+
+/// The next JSON text message of a WebSocket (other frames skipped).
+pub async fn next_json<S>(rx: &mut S) -> anyhow::Result<Value>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match rx.next().await {
+            None => bail!("websocket closed"),
+            Some(Err(e)) => bail!("websocket: {e}"),
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str())?),
+            Some(Ok(Message::Close(_))) => bail!("websocket closed by the server"),
+            Some(Ok(_)) => {}
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! One synthetic site: login, WebSocket signaling, a UDP socket and a [`SyntheticSite`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::{SinkExt, StreamExt};
+use hnth_media::testing::{RemoteTrack, SentCounters, SiteConfig, SyntheticSite};
+use serde_json::{json, Value};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{http, next_json, Opts};
+
+pub struct SiteSpec {
+    pub username: String,
+}
+
+/// What one site saw, for the report.
+pub struct SiteOutcome {
+    pub username: String,
+    pub site_id: i64,
+    pub joined_at: Option<Instant>,
+    pub connected_at: Option<Instant>,
+    pub remote: Vec<RemoteTrack>,
+    pub sent: SentCounters,
+    pub udp_rx_packets: u64,
+    pub udp_rx_bytes: u64,
+    pub udp_tx_packets: u64,
+    pub udp_tx_errors: u64,
+    pub offers_answered: u64,
+    /// stream id -> site name, from the last `participants`.
+    pub participants: BTreeMap<String, String>,
+    pub errors: Vec<String>,
+}
+
+pub async fn run(
+    spec: SiteSpec,
+    opts: Arc<Opts>,
+    host: String,
+    epoch: Instant,
+    ready: mpsc::Sender<String>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<SiteOutcome> {
+    let login = http::login(&host, &spec.username, &opts.password).await?;
+    let site_id = login.site_id.context("not a site device account")?;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{host}/ws?token={}", login.token))
+        .await
+        .with_context(|| format!("{} websocket", spec.username))?;
+    let (mut ws_tx, mut ws_rx) = ws.split();
+    loop {
+        let msg = next_json(&mut ws_rx).await?;
+        if msg["type"] == "welcome" {
+            break;
+        }
+    }
+    let socket = UdpSocket::bind((opts.bind_ip, 0))
+        .await
+        .with_context(|| format!("bind UDP on {}", opts.bind_ip))?;
+    let local = socket.local_addr()?;
+    let _ = ready.send(spec.username.clone()).await;
+
+    let mut out = SiteOutcome {
+        username: spec.username.clone(),
+        site_id,
+        joined_at: None,
+        connected_at: None,
+        remote: Vec::new(),
+        sent: SentCounters::default(),
+        udp_rx_packets: 0,
+        udp_rx_bytes: 0,
+        udp_tx_packets: 0,
+        udp_tx_errors: 0,
+        offers_answered: 0,
+        participants: BTreeMap::new(),
+        errors: Vec::new(),
+    };
+    let mut site: Option<SyntheticSite> = None;
+    let mut buf = vec![0u8; 2048];
+    let mut report = tokio::time::interval(Duration::from_secs(1));
+    let mut to_send: Vec<Value> = Vec::new();
+    loop {
+        let now = Instant::now();
+        let wake = site
+            .as_ref()
+            .map(|s| s.poll_timeout())
+            .unwrap_or(now + Duration::from_millis(100))
+            .clamp(now, now + Duration::from_millis(100));
+        tokio::select! {
+            _ = stop.changed() => break,
+            msg = next_json(&mut ws_rx) => {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        out.errors.push(format!("{e:#}"));
+                        break;
+                    }
+                };
+                let ctx = (&spec, &*opts, epoch, site_id, local);
+                on_signal(&msg, ctx, &mut site, &mut out, &mut to_send);
+            }
+            r = socket.recv_from(&mut buf) => {
+                if let Ok((n, src)) = r {
+                    receive(&mut site, &mut out, src, &buf[..n]);
+                    // Drain what else is queued before writing.
+                    for _ in 0..64 {
+                        match socket.try_recv_from(&mut buf) {
+                            Ok((n, src)) => receive(&mut site, &mut out, src, &buf[..n]),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {
+                if let Some(s) = site.as_mut() {
+                    s.handle_timeout(Instant::now());
+                }
+            }
+            _ = report.tick() => {
+                if site.as_ref().is_some_and(|s| s.is_connected()) {
+                    let top = site.as_ref().and_then(|s| s.config().layers.last().cloned());
+                    let (w, h) = top.map(|l| (l.width, l.height)).unwrap_or((0, 0));
+                    to_send.push(json!({
+                        "type": "report", "width": w, "height": h, "fps": 30, "audio_level": 0.3
+                    }));
+                }
+            }
+        }
+        if let Some(s) = site.as_mut() {
+            if out.connected_at.is_none() {
+                out.connected_at = s.connected_at();
+            }
+            while let Some(t) = s.poll_transmit() {
+                match socket.try_send_to(&t.contents, t.destination) {
+                    Ok(_) => out.udp_tx_packets += 1,
+                    Err(_) => out.udp_tx_errors += 1,
+                }
+            }
+        }
+        for m in to_send.drain(..) {
+            if let Err(e) = ws_tx.send(Message::text(m.to_string())).await {
+                out.errors.push(format!("websocket send: {e}"));
+            }
+        }
+    }
+    if let Some(s) = site {
+        out.remote = s.remote_tracks().values().cloned().collect();
+        out.sent = s.sent().clone();
+        if let Some(e) = s.error() {
+            out.errors.push(format!("str0m: {e}"));
+        }
+    }
+    let _ = ws_tx.close().await;
+    Ok(out)
+}
+
+fn receive(site: &mut Option<SyntheticSite>, out: &mut SiteOutcome, src: SocketAddr, buf: &[u8]) {
+    out.udp_rx_packets += 1;
+    out.udp_rx_bytes += buf.len() as u64;
+    if let Some(s) = site.as_mut() {
+        s.handle_receive(Instant::now(), src, buf);
+    }
+}
+
+/// The fixed facts of a site: its spec, the options, the shared epoch, its id and address.
+type SiteCtx<'a> = (&'a SiteSpec, &'a Opts, Instant, i64, SocketAddr);
+
+fn on_signal(
+    msg: &Value,
+    (spec, opts, epoch, site_id, local): SiteCtx<'_>,
+    site: &mut Option<SyntheticSite>,
+    out: &mut SiteOutcome,
+    to_send: &mut Vec<Value>,
+) {
+    let now = Instant::now();
+    match msg["type"].as_str().unwrap_or_default() {
+        "join" => {
+            let Some(meeting) = msg["meeting"]["id"].as_i64() else {
+                out.errors.push(format!("join without meeting: {msg}"));
+                return;
+            };
+            if site.is_some() {
+                out.errors.push("join again: media restarted".into());
+            }
+            out.joined_at.get_or_insert(now);
+            let mut config = SiteConfig::new(site_id as u64, local).scale_video(opts.video_scale);
+            config.stream = spec.username.clone();
+            config.keyframe_interval = Duration::from_secs_f64(opts.keyframe_interval.max(0.1));
+            let mut s = SyntheticSite::new(now, epoch, config);
+            let sdp = s.create_offer();
+            *site = Some(s);
+            to_send.push(json!({"type": "offer", "meeting": meeting, "sdp": sdp}));
+        }
+        "answer" => {
+            let (Some(s), Some(sdp)) = (site.as_mut(), msg["sdp"].as_str()) else {
+                return;
+            };
+            if let Err(e) = s.handle_answer(now, sdp) {
+                out.errors.push(format!("answer: {e}"));
+            }
+        }
+        "offer" => {
+            let (Some(s), Some(sdp), Some(seq)) =
+                (site.as_mut(), msg["sdp"].as_str(), msg["seq"].as_u64())
+            else {
+                out.errors.push("offer without a peer connection".into());
+                return;
+            };
+            match s.handle_offer(now, sdp) {
+                Ok(answer) => {
+                    out.offers_answered += 1;
+                    to_send.push(json!({"type": "answer", "sdp": answer, "seq": seq}));
+                }
+                Err(e) => out.errors.push(format!("offer {seq}: {e}")),
+            }
+        }
+        "leave" => {
+            if let Some(s) = site.as_mut() {
+                s.set_sending(false);
+            }
+        }
+        "participants" => {
+            out.participants = msg["list"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    Some((
+                        p["stream"].as_str()?.to_string(),
+                        p["name"].as_str().unwrap_or_default().to_string(),
+                    ))
+                })
+                .collect();
+        }
+        "error" => out.errors.push(format!("server: {msg}")),
+        _ => {}
+    }
+}

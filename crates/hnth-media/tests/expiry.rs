@@ -1,0 +1,104 @@
+//! Peers that go silent or never connect are dropped, in simulated time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Sim;
+use hnth_media::{CloseReason, Config};
+use str0m::media::MediaKind;
+
+fn config() -> Config {
+    Config {
+        idle_timeout: Duration::from_secs(6),
+        connect_timeout: Duration::from_secs(15),
+        ..Config::default()
+    }
+}
+
+#[test]
+fn a_site_that_goes_silent_is_dropped_as_link_lost() {
+    let mut sim = Sim::new(config());
+    for id in [1, 2, 3] {
+        sim.add_site(id, 1, Sim::light_site(id)).expect("add");
+    }
+    sim.run_for(Duration::from_secs(2));
+    assert!([1, 2, 3].iter().all(|id| sim.connected(*id)));
+    // The machine of site 2 dies: nothing from it, nothing to it.
+    sim.site_mut(2).frozen = true;
+    let died = sim.now;
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.closed(2).is_some()));
+    let (at, reason) = sim.closed(2).expect("closed");
+    assert_eq!(reason, CloseReason::LinkLost);
+    // Expired after the idle timeout plus the step and timer granularity, not later.
+    let after = at - died;
+    assert!(
+        after <= config().idle_timeout + Duration::from_millis(100),
+        "dropped {after:?} after going silent"
+    );
+    assert_eq!(sim.conf.peer_count(), 2);
+    assert_eq!(sim.conf.meeting_peers(1), &[1, 3]);
+    // The others were offered the removal of its tracks and keep exchanging media.
+    sim.run_for(Duration::from_millis(500));
+    for rx in [1, 3] {
+        let site = sim.site(rx);
+        assert!(
+            site.remote_tracks()
+                .values()
+                .filter(|t| t.stream_id == "stream-2")
+                .all(|t| !t.active),
+            "site {rx} still has tracks of site 2"
+        );
+        assert_eq!(site.active_tracks().count(), 2);
+    }
+    let before = sim
+        .site(1)
+        .track("stream-3", MediaKind::Audio)
+        .expect("a")
+        .frames;
+    sim.run_for(Duration::from_secs(1));
+    let after = sim
+        .site(1)
+        .track("stream-3", MediaKind::Audio)
+        .expect("a")
+        .frames;
+    assert!(after >= before + 40, "{before} -> {after}");
+    assert!(sim.closed(1).is_none() && sim.closed(3).is_none());
+}
+
+#[test]
+fn a_site_that_only_stops_its_media_stays() {
+    let mut sim = Sim::new(config());
+    for id in [1, 2] {
+        sim.add_site(id, 1, Sim::light_site(id)).expect("add");
+    }
+    sim.run_for(Duration::from_secs(2));
+    // Camera and microphone off: ICE consent checks and RTCP still flow.
+    sim.site_mut(2).site.set_sending(false);
+    sim.run_for(config().idle_timeout * 3);
+    assert!(sim.closed(2).is_none(), "{:?}", sim.closed(2));
+    assert_eq!(sim.conf.peer_count(), 2);
+}
+
+#[test]
+fn a_site_that_never_connects_is_dropped_as_connect_timeout() {
+    let mut sim = Sim::new(config());
+    sim.add_site(1, 1, Sim::light_site(1)).expect("add");
+    sim.run_for(Duration::from_secs(1));
+    // Site 2 sends its offer and then nothing: no ICE, no DTLS.
+    let added = sim.now;
+    sim.add_site(2, 1, Sim::light_site(2)).expect("add");
+    sim.site_mut(2).frozen = true;
+    assert!(sim.run_until(Duration::from_secs(20), |s| s.closed(2).is_some()));
+    let (at, reason) = sim.closed(2).expect("closed");
+    assert_eq!(reason, CloseReason::ConnectTimeout);
+    let after = at - added;
+    assert!(
+        after >= config().connect_timeout
+            && after <= config().connect_timeout + Duration::from_millis(100),
+        "dropped {after:?} after being added"
+    );
+    assert!(!sim.connected(2));
+    assert!(sim.closed(1).is_none());
+    assert_eq!(sim.conf.peer_count(), 1);
+}

@@ -1,0 +1,171 @@
+//! Media flows between synthetic sites through the conference core, in simulated time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Sim;
+use hnth_media::testing::AUDIO_LAYER;
+use hnth_media::{Config, PeerId};
+use str0m::media::MediaKind;
+
+/// Every site has, for every other site, an active audio and an active video track on that
+/// site's stream id, carrying that site's frames.
+fn assert_full_mesh(sim: &Sim, ids: &[PeerId], min_frames: u64) {
+    for &rx in ids {
+        let site = sim.site(rx);
+        assert_eq!(
+            site.active_tracks().count(),
+            2 * (ids.len() - 1),
+            "site {rx} tracks: {:#?}",
+            site.remote_tracks()
+        );
+        for &tx in ids.iter().filter(|t| **t != rx) {
+            let stream = format!("stream-{tx}");
+            for kind in [MediaKind::Audio, MediaKind::Video] {
+                let t = site
+                    .track(&stream, kind)
+                    .unwrap_or_else(|| panic!("site {rx} has no {kind:?} on {stream}"));
+                assert!(
+                    t.frames >= min_frames,
+                    "site {rx} got {} {kind:?} frames from {tx}",
+                    t.frames
+                );
+                assert_eq!(
+                    t.senders.keys().copied().collect::<Vec<_>>(),
+                    vec![tx],
+                    "site {rx}, {kind:?} on {stream}: frames of other senders"
+                );
+                assert_eq!(t.foreign, 0);
+                if kind == MediaKind::Audio {
+                    assert_eq!(t.layers.keys().copied().collect::<Vec<_>>(), [AUDIO_LAYER]);
+                } else {
+                    assert!(t.keyframes > 0, "no keyframe from {tx} at {rx}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn three_sites_receive_each_other() {
+    let mut sim = Sim::new(Config::default());
+    let ids = [1, 2, 3];
+    for id in ids {
+        sim.add_site(id, 7, Sim::light_site(id)).expect("add site");
+        // Sites arrive one after the other.
+        sim.run_for(Duration::from_millis(300));
+    }
+    assert!(sim.run_until(Duration::from_secs(10), |s| ids
+        .iter()
+        .all(|id| s.connected(*id))));
+    sim.run_for(Duration::from_secs(3));
+    assert_full_mesh(&sim, &ids, 20);
+    for id in ids {
+        let s = &sim.sites[&id];
+        assert!(s.signaling_errors.is_empty(), "{:?}", s.signaling_errors);
+        assert_eq!(s.site.error(), None);
+    }
+    // Audio arrives about every 20 ms: in 3 s well over 100 packets, with no loss here.
+    let t = sim
+        .site(1)
+        .track("stream-2", MediaKind::Audio)
+        .expect("audio");
+    assert!(t.frames > 100, "{}", t.frames);
+    assert_eq!(t.missing, 0);
+}
+
+#[test]
+fn five_sites_added_at_the_same_instant() {
+    let mut sim = Sim::new(Config::default());
+    let ids = [1, 2, 3, 4, 5];
+    for id in ids {
+        sim.add_site(id, 9, Sim::light_site(id)).expect("add site");
+    }
+    assert!(sim.run_until(Duration::from_secs(10), |s| ids
+        .iter()
+        .all(|id| s.connected(*id))));
+    // Renegotiation completes: every site ends with 4 remote streams × 2 tracks with frames.
+    assert!(
+        sim.run_until(Duration::from_secs(10), |s| ids.iter().all(|rx| {
+            let site = s.site(*rx);
+            site.active_tracks().count() == 8 && site.active_tracks().all(|t| t.frames > 10)
+        })),
+        "{:#?}",
+        ids.iter()
+            .map(|id| sim
+                .site(*id)
+                .active_tracks()
+                .map(|t| (t.stream_id.clone(), t.kind, t.frames))
+                .collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    );
+    assert_full_mesh(&sim, &ids, 10);
+    for id in ids {
+        assert!(sim.sites[&id].signaling_errors.is_empty());
+    }
+    assert!(!sim
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, common::Event::AnswerRefused(..))));
+}
+
+#[test]
+fn a_removed_site_stops_at_the_others() {
+    let mut sim = Sim::new(Config::default());
+    let ids = [1, 2, 3];
+    for id in ids {
+        sim.add_site(id, 7, Sim::light_site(id)).expect("add site");
+    }
+    sim.run_for(Duration::from_secs(3));
+    assert_full_mesh(&sim, &ids, 20);
+    let answered: Vec<u32> = [1, 2]
+        .iter()
+        .map(|id| sim.sites[id].offers_answered)
+        .collect();
+
+    sim.remove_site(3).expect("remove");
+    assert_eq!(sim.conf.meeting_peers(7), &[1, 2]);
+    // The removal is negotiated at once (signaling is instantaneous here).
+    for (i, rx) in [1, 2].into_iter().enumerate() {
+        let s = &sim.sites[&rx];
+        assert_eq!(s.offers_answered, answered[i] + 1, "no stop offer to {rx}");
+        let gone: Vec<_> = s
+            .site
+            .remote_tracks()
+            .values()
+            .filter(|t| t.stream_id == "stream-3")
+            .collect();
+        assert_eq!(gone.len(), 2);
+        assert!(gone.iter().all(|t| !t.active), "{gone:#?}");
+        assert_eq!(s.site.active_tracks().count(), 2);
+    }
+    // Site 3 keeps sending (it was not told); nothing of it reaches the others any more.
+    sim.run_for(Duration::from_millis(100));
+    let frames_from_3 = |sim: &Sim, rx| -> u64 {
+        sim.site(rx)
+            .remote_tracks()
+            .values()
+            .filter(|t| t.stream_id == "stream-3")
+            .map(|t| t.frames)
+            .sum()
+    };
+    let before = [frames_from_3(&sim, 1), frames_from_3(&sim, 2)];
+    let other_before = sim
+        .site(1)
+        .track("stream-2", MediaKind::Video)
+        .expect("v")
+        .frames;
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!([frames_from_3(&sim, 1), frames_from_3(&sim, 2)], before);
+    let other_after = sim
+        .site(1)
+        .track("stream-2", MediaKind::Video)
+        .expect("v")
+        .frames;
+    assert!(
+        other_after > other_before + 30,
+        "{other_before} -> {other_after}"
+    );
+    assert!(sim.site(3).sent().video_frames > 100);
+}

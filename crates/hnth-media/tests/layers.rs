@@ -1,0 +1,106 @@
+//! Simulcast layer choice per receiver, in simulated time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Link, Sim};
+use hnth_media::testing::{RemoteTrack, SiteConfig};
+use hnth_media::{Config, PeerId};
+use str0m::media::MediaKind;
+
+fn video(sim: &Sim, rx: PeerId, tx: PeerId) -> &RemoteTrack {
+    sim.site(rx)
+        .track(&format!("stream-{tx}"), MediaKind::Video)
+        .unwrap_or_else(|| panic!("site {rx} has no video from {tx}"))
+}
+
+fn describe(t: &RemoteTrack) -> String {
+    format!(
+        "{} frames, layers {:?}, keyframes {}, duplicates {}, repeats at switches {}, switches {:?}",
+        t.frames, t.layers, t.keyframes, t.duplicates, t.switch_repeats, t.switches
+    )
+}
+
+/// Every frame is forwarded on exactly one layer, and every switch happens on a keyframe
+/// (unless that keyframe was lost on the way).
+fn assert_one_layer_at_a_time(t: &RemoteTrack) {
+    assert_eq!(t.duplicates, 0, "{}", describe(t));
+    assert!(
+        t.switch_repeats <= t.switches.len() as u64,
+        "{}",
+        describe(t)
+    );
+    assert!(
+        t.switches.iter().all(|s| s.on_keyframe || !s.contiguous),
+        "{}",
+        describe(t)
+    );
+}
+
+#[test]
+fn ample_bandwidth_settles_on_the_top_layer() {
+    let mut sim = Sim::new(Config::default());
+    let ids = [1, 2, 3];
+    for id in ids {
+        sim.add_site(id, 1, Sim::light_site(id)).expect("add");
+    }
+    sim.run_for(Duration::from_secs(6));
+    for rx in ids {
+        for tx in ids.iter().copied().filter(|t| *t != rx) {
+            let t = video(&sim, rx, tx);
+            assert_one_layer_at_a_time(t);
+            assert_eq!(t.layer, Some(2), "{}", describe(t));
+            // Layers appear one after the other at the start; once the top layer has been
+            // reached there is no reason to leave it.
+            let first_top = t
+                .switches
+                .iter()
+                .position(|s| s.to == 2)
+                .expect("reached the top layer");
+            assert_eq!(
+                first_top + 1,
+                t.switches.len(),
+                "left the top layer without a reason: {}",
+                describe(t)
+            );
+            assert!(t.frames > 150, "{}", describe(t));
+        }
+    }
+}
+
+#[test]
+fn a_receiver_behind_a_slow_link_gets_the_low_layer() {
+    let mut sim = Sim::new(Config::default());
+    // q/h/f at 75, 250 and 750 kbit/s: two of them fit a receiver's 2.5 Mbit/s start estimate.
+    let site = |id: PeerId| SiteConfig::new(id, common::site_addr(id)).scale_video(0.5);
+    for id in [1, 2, 3] {
+        sim.add_site(id, 1, site(id)).expect("add");
+    }
+    // Site 3 receives through 350 kbit/s: about the low layer of two sites and their audio.
+    sim.site_mut(3).downlink = Some(Link::new(350_000, Duration::from_millis(300)));
+    sim.run_for(Duration::from_secs(20));
+    let est = sim
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            common::Event::Stats(s) => s
+                .estimate_kbps
+                .map(|e| (s.peer, e as u64, s.kbps_out as u64)),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    for tx in [1, 2] {
+        let fast = video(&sim, if tx == 1 { 2 } else { 1 }, tx);
+        let slow = video(&sim, 3, tx);
+        println!(
+            "fast {}\nslow {}\nestimates {est:?}",
+            describe(fast),
+            describe(slow)
+        );
+        assert_one_layer_at_a_time(fast);
+        assert_one_layer_at_a_time(slow);
+        assert_eq!(fast.layer, Some(2), "{}", describe(fast));
+        assert_eq!(slow.layer, Some(0), "{}", describe(slow));
+    }
+}
