@@ -78,7 +78,7 @@ mod tests {
         ];
         for (budget, current, want) in cases {
             let got = choose_layer(*budget, &layers(), current.as_ref());
-            assert_eq!(got.as_deref(), *want, "budget {budget} current {current:?}");
+            assert_eq!(got, *want, "budget {budget} current {current:?}");
         }
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub http: Http,
@@ -13,6 +13,8 @@ pub struct Settings {
     pub storage: Storage,
     pub security: Security,
     pub mail: Mail,
+    /// Art. 5 and 6 figures: lead time, provider notice, preparation, capacity, reminders.
+    pub booking: hnth_rules::booking::Settings,
 }
 
 /// Outgoing e-mail (notices B2, P1; alerts B5).
@@ -95,18 +97,6 @@ pub struct Security {
     pub device_session_days: i64,
     pub max_failed_logins: i64,
     pub lockout_minutes: i64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            http: Http::default(),
-            media: Media::default(),
-            storage: Storage::default(),
-            security: Security::default(),
-            mail: Mail::default(),
-        }
-    }
 }
 
 impl Default for Http {
