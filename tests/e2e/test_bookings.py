@@ -9,7 +9,13 @@
   * the rules at their boundaries over HTTP (lead time B1, overlaps B3 also under concurrent
     requests, touching windows, form validation, CSRF, invitation only when approved, reasons, the
     role matrix A1), checking the SQLite file that nothing was saved when something was refused;
-  * bookings and their status survive a restart.
+  * bookings and their status survive a restart;
+  * the printable invitation letter (B4: only when approved, administrative layout, one A4 page
+    when Chromium prints it), editing through the registration form (roles, status, B1 only when
+    the start or the sites change, B3 without itself, an approved booking back to submitted with
+    change notices over SMTP and its reminders withdrawn), held and closed by the control center,
+    the provider's on-duty technician per meeting (L2), and the written notice PDF (type by
+    content, 5 MiB, nothing saved on a refusal, other routes keeping the 256 KiB body limit).
 
 The server runs on the real clock, so every date is computed from "now" in Asia/Ho_Chi_Minh and
 chosen clearly on one side of a boundary (the form has minute granularity).
@@ -19,12 +25,15 @@ Run: scripts/in-netns.sh python3 -m pytest -q tests/e2e/test_bookings.py
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import html
+import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -48,6 +57,7 @@ from proto_util import (
     browser_session,
     csrf_of,
     error_text,
+    session,
 )
 
 try:  # the RFC 5545 parser from PyPI (pip install icalendar); a minimal one below otherwise
@@ -914,3 +924,504 @@ def test_bookings_survive_a_restart(inside_netns):
     finally:
         s.stop()
         print(f"restart-test server log kept at {s.log_path}\n{s.log_tail(40)}")
+
+
+# --------------------------------------------------------------------------------------------
+# 5. The printable letter (B4), editing, held and closed, the on-duty provider technician (L2),
+#    the written notice file (B1)
+
+MSG_FILE_TYPE = "Tệp công văn phải là tệp PDF"
+MSG_FILE_SIZE = "Tệp công văn quá lớn: tối đa 5 MB."
+MSG_EDIT_REFUSED = 'Không thể thực hiện thao tác "sửa"'
+NOTICE_MAX = 5 * 1024 * 1024
+EMPTY_FILE = ("", b"", "application/octet-stream")  # what a browser sends for an empty file input
+
+
+def pdf_bytes(size: int | None = None, mark: str = "") -> bytes:
+    """A small PDF (padded with a PDF comment to exactly `size` bytes when given)."""
+    head = (b"%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n"
+            b"2 0 obj <</Type /Pages /Kids [] /Count 0>> endobj\n% " + mark.encode() + b"\n")
+    tail = b"trailer <</Root 1 0 R>>\n%%EOF\n"
+    if size is None:
+        return head + tail
+    pad = size - len(head) - len(tail) - 2
+    assert pad >= 0
+    return head + b"%" + b"x" * pad + b"\n" + tail
+
+
+def post_form(s, url: str, pairs, file=EMPTY_FILE):
+    """The registration/edit form as the page sends it: multipart, the file input last."""
+    return s.post(url, data=pairs, files={"notice_file": file}, allow_redirects=False, timeout=60)
+
+
+def edit(s, base: str, bid: int, file=EMPTY_FILE, action: str = "save", **kw):
+    return post_form(s, f"{base}/bookings/{bid}/edit", booking_form(s, base, action=action, **kw), file)
+
+
+def file_count(srv: OwnServer) -> int:
+    return srv.query("SELECT COUNT(*) FROM booking_files")[0][0]
+
+
+def letter_date(t: int) -> str:
+    """The place-and-date line of Decree 30/2020/NĐ-CP: day with 2 digits, months 1 and 2 too."""
+    d = datetime.fromtimestamp(t, VN)
+    month = f"{d.month:02d}" if d.month <= 2 else str(d.month)
+    return f"Bạc Liêu, ngày {d.day:02d} tháng {month} năm {d.year}"
+
+
+def text_of(page: str) -> str:
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
+
+
+def test_letter_only_for_an_approved_booking_in_administrative_style(srv, ids, org, op):
+    d = day(17)
+    title = "Hội nghị trực tuyến tổng kết công tác cải cách hành chính"
+    bid = register(org, srv.base, title=title, d=d, start="08:00", end="10:30", prep="07:15",
+                   host=ids["tinh-uy"], sites=[ids["hong-dan"], ids["dong-hai"]], kind="hoi_nghi",
+                   notice_number="77/STTTT-VP", notice_date="20/11/2026")
+    for who, s in (("organizer", org), ("operator", op)):
+        r = s.get(f"{srv.base}/bookings/{bid}/letter", timeout=10)
+        assert r.status_code == 409 and MSG_NOT_APPROVED in (alert_text(r.text) or ""), \
+            f"letter of a submitted booking for the {who}: HTTP {r.status_code} {alert_text(r.text)!r}"
+    assert 'id="letter"' not in org.get(f"{srv.base}/bookings/{bid}", timeout=10).text
+    assert step(op, srv.base, bid, "approve").status_code == 303
+
+    page = org.get(f"{srv.base}/bookings/{bid}", timeout=10).text
+    assert f'href="/bookings/{bid}/letter"' in page and f'href="/bookings/{bid}/invitation.ics"' in page, \
+        "the booking page does not link the letter beside the .ics"
+    r = org.get(f"{srv.base}/bookings/{bid}/letter", timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), r.status_code
+    text = text_of(r.text)
+    (decided,), = srv.query("SELECT decided_at FROM bookings WHERE id = ?", bid)
+    for want in ["SỞ THÔNG TIN VÀ TRUYỀN THÔNG", "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM",
+                 "Độc lập - Tự do - Hạnh phúc", letter_date(decided), "GIẤY MỜI", "hội nghị trực tuyến", title,
+                 f"vào lúc 08 giờ 00 phút, ngày {dmy(d)}", "đến 10 giờ 30 phút",
+                 f"từ 07 giờ 15 phút, ngày {dmy(d)}", "Chủ trì: Ông Nguyễn Văn A, Phó Chủ tịch UBND tỉnh",
+                 "Điểm cầu chủ trì: Văn phòng Tỉnh ủy", "Huyện Hồng Dân", "Huyện Đông Hải",
+                 "Công văn số 77/STTTT-VP ngày 20/11/2026", f"đăng ký họp số {bid}"]:
+        assert want in text, f"the letter lacks {want!r}:\n{text[:3000]}"
+    assert "@media print" in r.text and "size: A4" in r.text, "the letter has no print styles for A4"
+
+    # Same view permission as the booking: a site of the meeting yes, another site no, no session no.
+    assert browser_session(srv.base, "dc-hong-dan", PASSWORD).get(
+        f"{srv.base}/bookings/{bid}/letter", timeout=10).status_code == 200
+    r = browser_session(srv.base, "dc-vinh-loi", PASSWORD).get(f"{srv.base}/bookings/{bid}/letter", timeout=10)
+    assert r.status_code == 403, f"a site outside the meeting reads the letter: HTTP {r.status_code}"
+    r = session().get(f"{srv.base}/bookings/{bid}/letter", allow_redirects=False, timeout=10)
+    assert r.status_code in (303, 307) and r.headers["location"] == "/login", r.status_code
+    assert org.get(f"{srv.base}/bookings/999999/letter", timeout=10).status_code == 404
+
+    # Chromium prints it on one A4 page (595 x 842 pt).
+    browsers = BrowserFactory(base=srv.base, password=PASSWORD)
+    try:
+        p = browsers.new("organizer prints the letter")
+        browser_login(p, "so-tttt")
+        p.driver.get(f"{srv.base}/bookings/{bid}/letter")
+        wait_for(lambda: p.driver.find_elements(By.ID, "letter"), T_PAGE, "the letter page")
+        pdf = base64.b64decode(p.driver.execute_cdp_cmd("Page.printToPDF", {"preferCSSPageSize": True})["data"])
+        boxes = re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf)
+        assert boxes, "no page in the printed letter"
+        assert all(abs(float(w) - 595.3) < 2 and abs(float(h) - 841.9) < 2 for w, h in boxes), boxes
+        assert len(boxes) == 1, f"the letter prints on {len(boxes)} pages"
+    finally:
+        browsers.quit_all()
+
+
+def test_edit_form_is_the_registration_form_and_follows_roles_and_status(srv, ids, org, op):
+    d = day(18)
+    bid = register(org, srv.base, title="Họp giao ban khối văn xã", d=d, start="14:00", end="15:00",
+                   host=ids["tinh-uy"], sites=[ids["phuoc-long"]], action="draft")
+    r = org.get(f"{srv.base}/bookings/{bid}", timeout=10)
+    assert f'href="/bookings/{bid}/edit"' in r.text, "no edit link for the organizer"
+    r = org.get(f"{srv.base}/bookings/{bid}/edit", timeout=10)
+    assert r.status_code == 200, r.status_code
+    form = html.unescape(r.text)
+    assert f'action="/bookings/{bid}/edit"' in form and 'enctype="multipart/form-data"' in form
+    assert 'value="Họp giao ban khối văn xã"' in form and f'value="{dmy(d)}"' in form and 'value="14:00"' in form
+    assert re.search(rf'name="sites" value="{ids["phuoc-long"]}" checked', form), "sites not ticked on the edit form"
+    assert "chỉ áp dụng lại khi đổi thời gian họp chính thức" in html.unescape(form), "no B1 hint on the edit form"
+
+    # Roles: leadership (reads everything) and a site device may not edit.
+    _add_leadership_once(srv)
+    for who, s in (("leadership", browser_session(srv.base, "lanhdao2", PASSWORD)),
+                   ("site device", browser_session(srv.base, "dc-phuoc-long", PASSWORD))):
+        assert s.get(f"{srv.base}/bookings/{bid}/edit", timeout=10).status_code == 403, who
+        token = csrf_of(s.get(srv.base + "/bookings", timeout=10).text)
+        r = post_form(s, f"{srv.base}/bookings/{bid}/edit",
+                      [("csrf", token), ("title", "Sửa trái phép"), ("action", "save")])
+        assert r.status_code == 403, f"{who} POST edit: HTTP {r.status_code}"
+    # CSRF.
+    pairs = [(k, v) for k, v in booking_form(org, srv.base, title="Sửa không có CSRF", d=d, start="14:00",
+                                             end="15:00", host=ids["tinh-uy"], sites=[ids["phuoc-long"]],
+                                             action="save") if k != "csrf"]
+    r = post_form(org, f"{srv.base}/bookings/{bid}/edit", pairs)
+    assert r.status_code == 403 and MSG_CSRF_VI in (alert_text(r.text) or ""), r.status_code
+    # Validation is the registration's: the same field messages, nothing changed.
+    r = edit(org, srv.base, bid, title="", d=d, start="14:00", end="15:00", host=ids["tinh-uy"],
+             sites=[ids["phuoc-long"]])
+    assert r.status_code == 422 and field_errors(r.text).get("title") == MSG_ERR["title"], field_errors(r.text)
+    r = edit(org, srv.base, bid, title="Họp giao ban", d="31/02/2027", start="14:00", end="15:00",
+             host=ids["tinh-uy"], sites=[ids["phuoc-long"]])
+    assert r.status_code == 422 and field_errors(r.text).get("date") == MSG_ERR["date"], field_errors(r.text)
+    assert srv.query("SELECT title, status FROM bookings WHERE id = ?", bid) == [("Họp giao ban khối văn xã", "draft")]
+
+    # A draft stays a draft.
+    r = edit(org, srv.base, bid, title="Họp giao ban khối văn xã (sửa)", d=d, start="14:00", end="15:00",
+             host=ids["tinh-uy"], sites=[ids["phuoc-long"]])
+    assert r.status_code == 303 and r.headers["location"] == f"/bookings/{bid}", (r.status_code, field_errors(r.text))
+    assert srv.query("SELECT title, status FROM bookings WHERE id = ?", bid) == [("Họp giao ban khối văn xã (sửa)",
+                                                                                   "draft")]
+    # Rejected, cancelled, held, closed: not editable (B4 message).
+    assert step(org, srv.base, bid, "cancel", reason="Lãnh đạo bận công tác").status_code == 303
+    assert 'id="edit"' not in org.get(f"{srv.base}/bookings/{bid}", timeout=10).text
+    r = org.get(f"{srv.base}/bookings/{bid}/edit", timeout=10)
+    assert r.status_code == 422 and MSG_EDIT_REFUSED in html.unescape(alert_text(r.text) or ""), r.status_code
+    r = edit(org, srv.base, bid, title="Sửa cuộc họp đã hủy", d=d, start="14:00", end="15:00",
+             host=ids["tinh-uy"], sites=[ids["phuoc-long"]])
+    assert r.status_code == 422 and status_of(srv, bid) == "cancelled"
+    assert srv.query("SELECT title FROM bookings WHERE id = ?", bid) == [("Họp giao ban khối văn xã (sửa)",)]
+
+
+_LEADER = []
+
+
+def _add_leadership_once(srv: OwnServer) -> None:
+    if not _LEADER:
+        _add_leadership(srv, "lanhdao2")
+        _LEADER.append(True)
+
+
+def test_edit_conflicts_exclude_the_booking_itself_and_refuse_overlaps(srv, ids, org, op):
+    d = day(19)
+    other = "Hội nghị triển khai kế hoạch phòng chống hạn mặn"
+    register(org, srv.base, title=other, d=d, start="14:00", end="16:00", host=ids["tinh-uy"],
+             sites=[ids["vinh-loi"]])
+    bid = register(org, srv.base, title="Họp sẽ được dời giờ", d=d, start="08:00", end="09:00",
+                   host=ids["hong-dan"], sites=[ids["vinh-loi"]])
+    # Unchanged times: its own slot is no conflict.
+    r = edit(org, srv.base, bid, title="Họp sẽ được dời giờ (đã sửa tên)", d=d, start="08:00", end="09:00",
+             host=ids["hong-dan"], sites=[ids["vinh-loi"]], action="check")
+    assert r.status_code == 200 and MSG_NO_CONFLICT in html.unescape(r.text), rules_error(r.text)
+    # Moving it onto the other meeting's site and time: refused, citing it (B3); nothing changes.
+    before = srv.query("SELECT title, official_start, status FROM bookings WHERE id = ?", bid)
+    r = edit(org, srv.base, bid, title="Họp sẽ được dời giờ", d=d, start="15:00", end="16:00",
+             host=ids["hong-dan"], sites=[ids["vinh-loi"]])
+    assert r.status_code == 422 and other in (rules_error(r.text) or "") and "khoản 2 Điều 5" in rules_error(r.text)
+    assert srv.query("SELECT title, official_start, status FROM bookings WHERE id = ?", bid) == before
+
+
+def test_edit_lead_time_applies_only_when_the_start_or_the_sites_change(inside_netns, mailbox):
+    """B1 on an edit, as interpreted: a booking registered under a 1-day lead time (config) and
+    approved; the server restarts with the regulation's 5 days. Two days before the meeting a
+    typo fix is accepted (back to submitted, reminders withdrawn, no change notice), moving the
+    start or changing the sites is refused citing Art. 5.1."""
+    cfg_dir = tempfile.mkdtemp(prefix="hnth-edit-cfg-")
+    cfg = os.path.join(cfg_dir, "hnth.toml")
+    with open(cfg, "w", encoding="utf-8") as f:
+        f.write("[booking]\nlead_time_minutes = 1440\n")
+    smtp = ["--smtp", f"127.0.0.1:{mailbox.port}"]
+    s = _new_server("bookings-edit", ["--config", cfg, *smtp]).start()
+    try:
+        org = browser_session(s.base, "so-tttt", PASSWORD)
+        op = browser_session(s.base, "dieuhanh", PASSWORD)
+        sid = {code: i for i, code in s.query("SELECT id, code FROM sites")}
+        d = day(2)
+        title = "Họp chuẩn bị Tết Nguyên đán"
+        kw = dict(d=d, start="09:00", end="10:00", host=sid["tinh-uy"], sites=[sid["hoa-binh"]])
+        bid = register(org, s.base, title=title, **kw)
+        assert step(op, s.base, bid, "approve").status_code == 303
+        assert s.query("SELECT COUNT(*) FROM notices WHERE booking_id = ? AND kind = 'reminder' AND sent_at IS NULL",
+                       bid)[0][0] > 0, "no reminders queued on approval"
+
+        s.stop()
+        s.extra_args = smtp  # the regulation's 5 days again
+        s.start()
+
+        r = edit(org, s.base, bid, title=title + " năm 2027", chair="Chủ tịch UBND tỉnh", **kw)
+        assert r.status_code == 303, f"typo fix 2 days ahead: HTTP {r.status_code} {rules_error(r.text)!r} " \
+                                     f"{field_errors(r.text)}"
+        assert s.query("SELECT title, status FROM bookings WHERE id = ?", bid) == [(title + " năm 2027", "submitted")]
+        assert s.query("SELECT COUNT(*) FROM notices WHERE booking_id = ? AND kind = 'reminder' AND sent_at IS NULL",
+                       bid) == [(0,)], "reminders of a booking no longer approved are still queued"
+        assert s.query("SELECT COUNT(*) FROM notices WHERE booking_id = ? AND kind = 'changed'", bid) == [(0,)], \
+            "a title fix sent a change notice"
+        (before, after), = s.query("SELECT before_json, after_json FROM audit WHERE action = 'edit_booking' "
+                                   "AND entity_id = ?", str(bid))
+        assert title in before and '"approved"' in before and title + " năm 2027" in after and '"submitted"' in after
+        # Approved again (approval checks overlaps, not the lead time).
+        assert step(op, s.base, bid, "approve").status_code == 303
+
+        for label, over in (("start moved by an hour", dict(start="10:00", end="11:00")),
+                            ("a site added", dict(sites=[sid["hoa-binh"], sid["dong-hai"]]))):
+            args = {**kw, **over}
+            r = edit(org, s.base, bid, title=title, **args)
+            assert r.status_code == 422 and "khoản 1 Điều 5" in (rules_error(r.text) or ""), \
+                f"{label} 2 days ahead: HTTP {r.status_code} {rules_error(r.text)!r}"
+            assert s.query("SELECT status, official_start FROM bookings WHERE id = ?", bid) == \
+                [("approved", epoch(d, "09:00"))]
+            assert s.query("SELECT COUNT(*) FROM booking_sites WHERE booking_id = ?", bid) == [(2,)]
+        # An emergency registered 2 days ahead cannot become a planned meeting by an edit.
+        em = register(org, s.base, title="Họp khẩn phòng chống dịch", d=d, start="14:00", end="15:00",
+                      host=sid["tinh-uy"], sites=[sid["vinh-loi"]], emergency=True)
+        r = edit(org, s.base, em, title="Họp phòng chống dịch", d=d, start="14:00", end="15:00",
+                 host=sid["tinh-uy"], sites=[sid["vinh-loi"]])
+        assert r.status_code == 422 and "khoản 1 Điều 5" in (rules_error(r.text) or ""), r.status_code
+        assert s.query("SELECT emergency FROM bookings WHERE id = ?", em) == [(1,)]
+    finally:
+        s.stop()
+        print(f"edit-test server log kept at {s.log_path}\n{s.log_tail(40)}")
+        shutil.rmtree(cfg_dir, ignore_errors=True)
+
+
+def test_edit_of_an_approved_booking_moves_it_back_and_notifies_the_change(srv, mailbox, ids, org, op):
+    d = day(20)
+    title = "Hội nghị trực tuyến sơ kết chương trình nông thôn mới"
+    bid = register(org, srv.base, title=title, d=d, start="09:00", end="11:00", host=ids["tinh-uy"],
+                   sites=[ids["tp-bac-lieu"]])
+    assert step(op, srv.base, bid, "approve").status_code == 303
+    first = technicians(srv, ["tinh-uy", "tp-bac-lieu"]) | {PROVIDER}
+    wait_for(lambda: {rc for m in mailbox.about(title) for rc in m.rcpt_tos} >= first, T_MAIL,
+             f"approval notices of {title!r}", detail=mailbox.describe)
+    reminders = srv.query("SELECT COUNT(*) FROM notices WHERE booking_id = ? AND kind = 'reminder' "
+                          "AND sent_at IS NULL", bid)[0][0]
+    assert reminders > 0
+
+    # New time and a site swapped: Thành phố Bạc Liêu out, Hòa Bình in.
+    r = edit(org, srv.base, bid, title=title, d=d, start="13:30", end="15:00", prep="13:00", host=ids["tinh-uy"],
+             sites=[ids["hoa-binh"]])
+    assert r.status_code == 303, f"edit: HTTP {r.status_code} {rules_error(r.text)!r} {field_errors(r.text)}"
+    assert srv.query("SELECT status, official_start, preparation_start FROM bookings WHERE id = ?", bid) == \
+        [("submitted", epoch(d, "13:30"), epoch(d, "13:00"))]
+    assert {x for x, in srv.query("SELECT site_id FROM booking_sites WHERE booking_id = ?", bid)} == \
+        {ids["tinh-uy"], ids["hoa-binh"]}
+    assert srv.query("SELECT COUNT(*) FROM notices WHERE booking_id = ? AND kind = 'reminder' AND sent_at IS NULL",
+                     bid) == [(0,)], "unsent reminders not withdrawn"
+    # The technicians of the sites before and after, and the provider, are told at once.
+    want = technicians(srv, ["tinh-uy", "tp-bac-lieu", "hoa-binh"]) | {PROVIDER}
+
+    def changed():
+        got = [rc for m in mailbox.about(title) if "Thay đổi lịch họp" in m.subject for rc in m.rcpt_tos]
+        return set(got) >= want and got
+
+    got = wait_for(changed, T_MAIL, f"change notices to {sorted(want)}",
+                   detail=lambda: {"mailbox": mailbox.describe(),
+                                   "outbox": srv.query("SELECT kind, to_addr, sent_at, last_error FROM notices "
+                                                       "WHERE booking_id = ? AND kind = 'changed'", bid)})
+    assert sorted(got) == sorted(want), f"one change notice each expected: {sorted(got)}"
+    m = next(m for m in mailbox.about(title) if "Thay đổi lịch họp" in m.subject)
+    body = m.msg.get_body(preferencelist=("plain",)).get_content()
+    assert f"{dmy(d)} 09:00" in body and f"{dmy(d)} 13:30" in body and "Huyện Hòa Bình" in body, body
+    (before, after), = srv.query("SELECT before_json, after_json FROM audit WHERE action = 'edit_booking' "
+                                 "AND entity_id = ?", str(bid))
+    before, after = json.loads(before), json.loads(after)
+    utc = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat()  # noqa: E731
+    assert (before["official_start"], before["status"], before["sites"]) == \
+        (utc(epoch(d, "09:00")), "approved", sorted([ids["tinh-uy"], ids["tp-bac-lieu"]])), before
+    assert (after["official_start"], after["status"], after["sites"]) == \
+        (utc(epoch(d, "13:30")), "submitted", sorted([ids["tinh-uy"], ids["hoa-binh"]])), after
+    page = html.unescape(op.get(f"{srv.base}/bookings/{bid}", timeout=10).text)
+    assert 'data-status="submitted"' in page and "Báo thay đổi" in page, "the change notices are not listed"
+
+
+def test_held_and_closed_by_the_control_center_only(srv, ids, org, op):
+    d = day(21)
+    bid = register(org, srv.base, title="Họp kiểm tra quy trình bắt đầu, kết thúc", d=d, start="08:00",
+                   end="09:00", host=ids["tinh-uy"], sites=[ids["dong-hai"]])
+    r = step(op, srv.base, bid, "held")
+    assert r.status_code == 422 and status_of(srv, bid) == "submitted", "held before approval"
+    assert step(op, srv.base, bid, "approve").status_code == 303
+    assert 'id="mark-held"' not in org.get(f"{srv.base}/bookings/{bid}", timeout=10).text
+    assert 'id="mark-held"' in op.get(f"{srv.base}/bookings/{bid}", timeout=10).text
+    r = step(org, srv.base, bid, "held")
+    assert r.status_code in (403, 422) and status_of(srv, bid) == "approved", f"organizer held: {r.status_code}"
+    r = step(op, srv.base, bid, "close")
+    assert r.status_code == 422 and status_of(srv, bid) == "approved", "closed without being held"
+    r = step(op, srv.base, bid, "held", csrf="")
+    assert r.status_code == 403 and status_of(srv, bid) == "approved"
+    assert step(op, srv.base, bid, "held").status_code == 303 and status_of(srv, bid) == "held"
+    page = op.get(f"{srv.base}/bookings/{bid}", timeout=10).text
+    assert 'id="close"' in page and 'id="mark-held"' not in page and 'id="edit"' not in page
+    r = step(org, srv.base, bid, "close")
+    assert r.status_code in (403, 422) and status_of(srv, bid) == "held"
+    assert step(op, srv.base, bid, "close").status_code == 303 and status_of(srv, bid) == "closed"
+    rows = srv.query("SELECT action, actor, before_json, after_json FROM audit WHERE entity = 'booking' "
+                     "AND entity_id = ? AND action IN ('booking_held', 'booking_close') ORDER BY id", str(bid))
+    assert [(a, who) for a, who, _, _ in rows] == [("booking_held", "dieuhanh"), ("booking_close", "dieuhanh")], rows
+    assert '"approved"' in rows[0][2] and '"held"' in rows[0][3] and '"held"' in rows[1][2] and '"closed"' in rows[1][3]
+    assert 'id="close"' not in op.get(f"{srv.base}/bookings/{bid}", timeout=10).text
+
+
+def _second_provider_contact(srv: OwnServer) -> int:
+    """A second on-duty candidate at the provider (phone only, so no other test's mail changes)."""
+    con = sqlite3.connect(srv.db_path, timeout=10)
+    try:
+        row = con.execute("SELECT id FROM provider_contacts WHERE name = 'Lê Thị Đêm'").fetchone()
+        if row:
+            return row[0]
+        cur = con.execute("INSERT INTO provider_contacts (unit_id, name, phone, email) "
+                          "SELECT id, 'Lê Thị Đêm', '0291 3999 999', '' FROM units WHERE code = 'vnpt'")
+        con.commit()
+        return cur.lastrowid
+    finally:
+        con.close()
+
+
+def test_on_duty_provider_technician_per_meeting(srv, mailbox, ids, org, op):
+    contact = _second_provider_contact(srv)
+    d = day(22)
+    title = "Hội nghị trực tuyến về an toàn giao thông"
+    bid = register(org, srv.base, title=title, d=d, start="08:00", end="10:00", host=ids["tinh-uy"],
+                   sites=[ids["hoa-binh"]])
+    page = op.get(f"{srv.base}/bookings/{bid}", timeout=10).text
+    m = re.search(r'<form[^>]*id="on-duty-form".*?</form>', page, re.S)
+    assert m, "no on-duty select for the operator"
+    assert "Phạm Văn Trực" in m.group(0) and "Lê Thị Đêm" in m.group(0), m.group(0)
+    assert 'id="on-duty-form"' not in org.get(f"{srv.base}/bookings/{bid}", timeout=10).text
+
+    def duty(s, value, csrf=None):
+        token = csrf_for(s, srv.base, bid) if csrf is None else csrf
+        return s.post(f"{srv.base}/bookings/{bid}/duty", data={"csrf": token, "contact": value},
+                      allow_redirects=False, timeout=30)
+
+    def on_duty():
+        return srv.query("SELECT on_duty_contact_id FROM bookings WHERE id = ?", bid)[0][0]
+
+    assert duty(org, str(contact)).status_code == 403 and on_duty() is None, "an organizer chose the on-duty"
+    assert duty(op, str(contact), csrf="").status_code == 403 and on_duty() is None
+    r = duty(op, "999999")
+    assert r.status_code == 422 and on_duty() is None, r.status_code
+    assert duty(op, str(contact)).status_code == 303 and on_duty() == contact
+    assert "Lê Thị Đêm" in html.unescape(org.get(f"{srv.base}/bookings/{bid}", timeout=10).text)
+    rows = srv.query("SELECT before_json, after_json FROM audit WHERE action = 'booking_on_duty' AND entity_id = ?",
+                     str(bid))
+    assert len(rows) == 1 and "Lê Thị Đêm" in rows[0][1], rows
+
+    # Approval: the technicians' notices name the on-duty technician; so does the letter.
+    assert step(op, srv.base, bid, "approve").status_code == 303
+    bodies = srv.query("SELECT body FROM notices WHERE booking_id = ? AND kind = 'technician_notice'", bid)
+    assert bodies and all("Lê Thị Đêm" in b and "0291 3999 999" in b for b, in bodies), bodies
+    assert "Lê Thị Đêm" in text_of(org.get(f"{srv.base}/bookings/{bid}/letter", timeout=10).text)
+    # Changed after approval: the technicians (and the provider) are told.
+    assert duty(op, "1" if contact != 1 else "").status_code == 303
+    want = technicians(srv, ["tinh-uy", "hoa-binh"]) | {PROVIDER}
+    wait_for(lambda: {rc for m in mailbox.about(title) if "Cán bộ trực" in m.subject for rc in m.rcpt_tos} >= want,
+             T_MAIL, f"on-duty notices to {sorted(want)}", detail=mailbox.describe)
+
+
+def test_notice_file_upload_download_and_refusals(srv, ids, org, op):
+    d = day(23)
+    base_kw = dict(d=d, host=ids["tinh-uy"], sites=[ids["phuoc-long"]])
+    pdf = pdf_bytes(mark="Công văn 88/STTTT-VP")
+    r = post_form(org, srv.base + "/bookings/new",
+                  booking_form(org, srv.base, title="Họp có công văn", start="08:00", end="09:00", **base_kw),
+                  ("Công văn 88-STTTT.pdf", pdf, "application/pdf"))
+    bid = created_id(r)
+    assert srv.query("SELECT filename, size, content_type FROM booking_files WHERE booking_id = ?", bid) == \
+        [("Công văn 88-STTTT.pdf", len(pdf), "application/pdf")]
+    page = org.get(f"{srv.base}/bookings/{bid}", timeout=10).text
+    assert f'href="/bookings/{bid}/notice.pdf"' in page, "no download link on the booking page"
+    r = org.get(f"{srv.base}/bookings/{bid}/notice.pdf", timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf" and r.content == pdf
+    assert r.headers.get("x-content-type-options") == "nosniff"
+    assert browser_session(srv.base, "dc-vinh-loi", PASSWORD).get(
+        f"{srv.base}/bookings/{bid}/notice.pdf", timeout=10).status_code == 403
+    assert browser_session(srv.base, "dc-phuoc-long", PASSWORD).get(
+        f"{srv.base}/bookings/{bid}/notice.pdf", timeout=10).content == pdf
+
+    # Refusals beside the field, nothing saved (neither the booking nor the file).
+    before, files = counts(srv), file_count(srv)
+    cases = [
+        ("text renamed .pdf", ("cong-van.pdf", b"Day khong phai PDF", "application/pdf"), 422, MSG_FILE_TYPE),
+        ("PDF named .docx", ("cong-van.docx", pdf, "application/pdf"), 422, MSG_FILE_TYPE),
+        ("HTML posing as PDF", ("cv.pdf", b"<html><script>alert(1)</script>%PDF-", "application/pdf"), 422,
+         MSG_FILE_TYPE),
+        ("5 MiB + 1 byte", ("lon.pdf", pdf_bytes(NOTICE_MAX + 1), "application/pdf"), 413, MSG_FILE_SIZE),
+        ("9 MiB", ("rat-lon.pdf", pdf_bytes(9 * 1024 * 1024), "application/pdf"), 413, MSG_FILE_SIZE),
+    ]
+    for label, file, status, text in cases:
+        r = post_form(org, srv.base + "/bookings/new",
+                      booking_form(org, srv.base, title=f"Họp công văn sai: {label}", start="10:00", end="11:00",
+                                   **base_kw), file)
+        assert r.status_code == status, f"{label}: HTTP {r.status_code} {field_errors(r.text)}"
+        assert text in field_errors(r.text).get("notice_file", ""), f"{label}: {field_errors(r.text)}"
+        assert 'value="Họp công văn sai' in r.text, f"{label}: the form did not keep what was typed"
+        assert (counts(srv), file_count(srv)) == (before, files), f"{label}: something was saved"
+    # A good file with a refused registration (overlap): nothing saved either.
+    r = post_form(org, srv.base + "/bookings/new",
+                  booking_form(org, srv.base, title="Họp trùng giờ có công văn", start="08:30", end="09:30",
+                               **base_kw), ("cv.pdf", pdf, "application/pdf"))
+    assert r.status_code == 422 and "khoản 2 Điều 5" in (rules_error(r.text) or "")
+    assert (counts(srv), file_count(srv)) == (before, files)
+    # Exactly 5 MiB is accepted.
+    big = pdf_bytes(NOTICE_MAX)
+    big_id = created_id(post_form(org, srv.base + "/bookings/new",
+                                  booking_form(org, srv.base, title="Họp công văn đúng 5 MB", start="13:00",
+                                               end="14:00", **base_kw), ("5mb.pdf", big, "application/pdf")))
+    assert srv.query("SELECT size FROM booking_files WHERE booking_id = ?", big_id) == [(NOTICE_MAX,)]
+
+    # Editing: no file keeps it, a new one replaces it, the box removes it; audited.
+    kw = dict(title="Họp có công văn", start="08:00", end="09:00", **base_kw)
+    assert edit(org, srv.base, bid, **kw).status_code == 303
+    assert org.get(f"{srv.base}/bookings/{bid}/notice.pdf", timeout=10).content == pdf
+    pdf2 = pdf_bytes(mark="bản sửa")
+    assert edit(org, srv.base, bid, file=("cv-sua.pdf", pdf2, "application/pdf"), **kw).status_code == 303
+    assert org.get(f"{srv.base}/bookings/{bid}/notice.pdf", timeout=10).content == pdf2
+    r = edit(org, srv.base, bid, file=("x.pdf", b"not a pdf", "application/pdf"), **kw)
+    assert r.status_code == 422 and MSG_FILE_TYPE in field_errors(r.text).get("notice_file", "")
+    assert org.get(f"{srv.base}/bookings/{bid}/notice.pdf", timeout=10).content == pdf2
+    assert edit(org, srv.base, bid, remove_notice_file="1", **kw).status_code == 303
+    assert org.get(f"{srv.base}/bookings/{bid}/notice.pdf", timeout=10).status_code == 404
+    audits = [a for a, in srv.query("SELECT after_json FROM audit WHERE action = 'edit_booking' AND entity_id = ? "
+                                    "ORDER BY id", str(bid))]
+    assert "cv-sua.pdf" in audits[1] and '"notice_file":null' in audits[-1].replace(" ", ""), audits
+
+    # Other routes keep the small body limit (256 KiB).
+    token = csrf_for(org, srv.base, bid)
+    r = org.post(f"{srv.base}/bookings/{bid}/costs", data={"csrf": token, "description": "x" * (300 * 1024)},
+                 allow_redirects=False, timeout=30)
+    assert r.status_code == 413, f"a 300 KiB cost form: HTTP {r.status_code}"
+    r = post_form(org, srv.base + "/bookings",
+                  booking_form(org, srv.base, title="Họp qua đường cũ", start="15:00", end="16:00", **base_kw),
+                  ("cv.pdf", pdf_bytes(300 * 1024), "application/pdf"))
+    assert r.status_code == 413, f"300 KiB to POST /bookings: HTTP {r.status_code}"
+
+
+def test_browser_edit_with_a_notice_file(srv, ids, org):
+    d = day(24)
+    bid = register(org, srv.base, title="Họp tập huấn phần mềm một cửa", d=d, start="08:00", end="09:00",
+                   host=ids["tinh-uy"], sites=[ids["hong-dan"]], kind="tap_huan")
+    tmp = tempfile.mkdtemp(prefix="hnth-e2e-upload-")
+    good, bad = os.path.join(tmp, "cong-van.pdf"), os.path.join(tmp, "anh.pdf")
+    with open(good, "wb") as f:
+        f.write(pdf_bytes(mark="trình duyệt"))
+    with open(bad, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n not a pdf")
+    browsers = BrowserFactory(base=srv.base, password=PASSWORD)
+    try:
+        p = browsers.new("organizer edits")
+        drv = p.driver
+        browser_login(p, "so-tttt")
+        drv.get(f"{srv.base}/bookings/{bid}")
+        p.click("#edit")
+        wait_for(lambda: drv.find_elements(By.ID, "save-booking"), T_PAGE, "the edit form",
+                 detail=lambda: body_text(p)[:400])
+        title = drv.find_element(By.NAME, "title")
+        title.clear()
+        title.send_keys("Họp tập huấn phần mềm một cửa điện tử")
+        drv.find_element(By.NAME, "notice_file").send_keys(bad)
+        drv.find_element(By.ID, "save-booking").click()
+        wait_for(lambda: drv.find_elements(By.ID, "error-notice_file"), T_PAGE, "the file error beside the field",
+                 detail=lambda: body_text(p)[:600])
+        assert MSG_FILE_TYPE in drv.find_element(By.ID, "error-notice_file").text
+        assert srv.query("SELECT title FROM bookings WHERE id = ?", bid) == [("Họp tập huấn phần mềm một cửa",)]
+        assert drv.find_element(By.NAME, "title").get_attribute("value") == "Họp tập huấn phần mềm một cửa điện tử"
+        drv.find_element(By.NAME, "notice_file").send_keys(good)
+        drv.find_element(By.ID, "save-booking").click()
+        wait_for(lambda: drv.find_elements(By.ID, "notice-file"), T_PAGE, "the booking page with the notice link",
+                 detail=lambda: body_text(p)[:600])
+        assert path_of(p) == f"/bookings/{bid}"
+        assert srv.query("SELECT b.title, f.filename FROM bookings b JOIN booking_files f ON f.booking_id = b.id "
+                         "WHERE b.id = ?", bid) == [("Họp tập huấn phần mềm một cửa điện tử", "cong-van.pdf")]
+    finally:
+        browsers.quit_all()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -97,7 +97,7 @@ fn times(b: &Booking) -> String {
             .map(format_datetime_vi)
             .unwrap_or_default()
     };
-    format!(
+    let mut s = format!(
         "Thời gian chuẩn bị, chạy thử: từ {}\nThời gian họp chính thức: {} – {}\nĐiểm cầu chủ trì: {}\nCác điểm cầu: {}\nĐơn vị chủ trì: {}\nChủ trì: {}",
         t(b.preparation_start),
         t(b.official_start),
@@ -106,7 +106,14 @@ fn times(b: &Booking) -> String {
         b.site_names.join(", "),
         b.host_unit,
         b.chair
-    )
+    );
+    // L2 (Art. 12): whom to call at the provider about this meeting.
+    if let Some(d) = &b.on_duty {
+        s.push_str(&format!(
+            "\nCán bộ kỹ thuật trực của đơn vị cung cấp đường truyền: {d}"
+        ));
+    }
+    s
 }
 
 /// On approval: the provider's notice (B2), the technicians' notices with the invitation (P1),
@@ -115,6 +122,7 @@ pub async fn queue_on_approval(
     tx: &mut Transaction<'_, Sqlite>,
     b: &Booking,
     now: DateTime<Utc>,
+    rules: &RuleSettings,
 ) -> sqlx::Result<()> {
     let subject = format!("[HNTH] {}: {}", b.kind_label, b.title);
     let body = format!(
@@ -151,7 +159,7 @@ pub async fn queue_on_approval(
         .await?;
     }
     let prep = DateTime::from_timestamp(b.preparation_start, 0).unwrap_or(now);
-    for at in reminder_times(prep, now, &RuleSettings::default()) {
+    for at in reminder_times(prep, now, rules) {
         for t in &techs {
             let body = format!("Nhắc lịch họp trực tuyến.\n\n{}\n", times(b));
             queue(
@@ -341,12 +349,7 @@ pub async fn queue_cancelled(
     reason: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "DELETE FROM notices WHERE booking_id = ? AND sent_at IS NULL AND kind = 'reminder'",
-    )
-    .bind(b.id)
-    .execute(&mut **tx)
-    .await?;
+    withdraw_reminders(tx, b.id).await?;
     let subject = format!("[HNTH] Hủy cuộc họp: {}", b.title);
     let body = format!(
         "Cuộc họp trực tuyến sau đây đã bị hủy.\nLý do: {reason}\n\n{}\n",
@@ -359,6 +362,112 @@ pub async fn queue_cancelled(
             tx,
             b.id,
             "cancelled",
+            r,
+            &subject,
+            &body,
+            false,
+            now.timestamp(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The reminders of a booking not yet sent are withdrawn (cancelled, or no longer approved).
+pub async fn withdraw_reminders(
+    tx: &mut Transaction<'_, Sqlite>,
+    booking: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "DELETE FROM notices WHERE booking_id = ? AND sent_at IS NULL AND kind = 'reminder'",
+    )
+    .bind(booking)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Technicians of the given sites, with an e-mail address, each address once.
+async fn technicians_of_sites(
+    tx: &mut Transaction<'_, Sqlite>,
+    sites: &[i64],
+) -> sqlx::Result<Vec<Recipient>> {
+    let mut out: Vec<Recipient> = Vec::new();
+    for s in sites {
+        let rows = sqlx::query(
+            "SELECT name, email FROM technicians WHERE site_id = ? AND active = 1 AND email != '' ORDER BY id",
+        )
+        .bind(s)
+        .fetch_all(&mut **tx)
+        .await?;
+        for r in rows {
+            let email: String = r.get("email");
+            if !out.iter().any(|x| x.email.eq_ignore_ascii_case(&email)) {
+                out.push(Recipient {
+                    name: r.get("name"),
+                    email,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An approved meeting whose times or sites were edited (P1, Art. 6.1a): the technicians of the
+/// sites before and after, and the provider (B2), are told what changed; the meeting waits for
+/// approval again, which sends the new invitation.
+pub async fn queue_changed(
+    tx: &mut Transaction<'_, Sqlite>,
+    before: &Booking,
+    after: &Booking,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    let subject = format!("[HNTH] Thay đổi lịch họp: {}", after.title);
+    let body = format!(
+        "Cuộc họp trực tuyến đã được phê duyệt nay thay đổi thời gian hoặc điểm cầu; lịch mới chờ Văn phòng UBND tỉnh phê duyệt lại (khoản 1 Điều 5, khoản 1 Điều 6).\n\nTRƯỚC KHI THAY ĐỔI:\n{}\n\nSAU KHI THAY ĐỔI:\n{}\n",
+        times(before),
+        times(after)
+    );
+    let mut sites = before.sites.clone();
+    sites.extend(after.sites.iter().filter(|s| !before.sites.contains(s)));
+    let mut to = technicians_of_sites(tx, &sites).await?;
+    to.extend(provider_contacts(tx).await?);
+    for r in &to {
+        queue(
+            tx,
+            after.id,
+            "changed",
+            r,
+            &subject,
+            &body,
+            false,
+            now.timestamp(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// L2 (Art. 12): the provider's on-duty technician of an approved meeting was chosen or
+/// changed; the technicians of its sites and the provider are told.
+pub async fn queue_on_duty(
+    tx: &mut Transaction<'_, Sqlite>,
+    b: &Booking,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    let subject = format!("[HNTH] Cán bộ trực đường truyền: {}", b.title);
+    let who = b.on_duty.as_deref().unwrap_or("chưa phân công");
+    let body = format!(
+        "Cán bộ kỹ thuật trực của đơn vị cung cấp đường truyền cho cuộc họp trực tuyến sau đây (Điều 12): {who}.\n\n{}\n",
+        times(b)
+    );
+    let mut to = technicians_of(tx, b.id).await?;
+    to.extend(provider_contacts(tx).await?);
+    for r in &to {
+        queue(
+            tx,
+            b.id,
+            "changed",
             r,
             &subject,
             &body,

@@ -114,9 +114,11 @@ async fn load(db: &SqlitePool, lang: Lang) -> sqlx::Result<Vec<SiteRow>> {
         .collect())
 }
 
-async fn providers(db: &SqlitePool) -> sqlx::Result<Vec<(String, String, String, String, bool)>> {
+async fn providers(
+    db: &SqlitePool,
+) -> sqlx::Result<Vec<(String, String, String, String, bool, i64, i64)>> {
     let rows = sqlx::query(
-        "SELECT u.name AS unit, p.name, p.phone, p.email, p.on_duty FROM provider_contacts p JOIN units u ON u.id = p.unit_id ORDER BY p.id",
+        "SELECT u.name AS unit, p.name, p.phone, p.email, p.on_duty, p.id, p.unit_id FROM provider_contacts p JOIN units u ON u.id = p.unit_id ORDER BY p.id",
     )
     .fetch_all(db)
     .await?;
@@ -129,6 +131,8 @@ async fn providers(db: &SqlitePool) -> sqlx::Result<Vec<(String, String, String,
                 r.get("phone"),
                 r.get("email"),
                 r.get::<i64, _>("on_duty") != 0,
+                r.get("id"),
+                r.get("unit_id"),
             )
         })
         .collect())
@@ -161,10 +165,20 @@ pub async fn sites(
         .map(|s| s.id)
         .collect();
     let providers = providers(&st.db).await?;
+    let units: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT id, name, kind FROM units ORDER BY id")
+            .fetch_all(&st.db)
+            .await?;
+    let may_manage = allowed(
+        user.account.role,
+        user.account.scope(),
+        &Action::ManageSites,
+    );
     let t = lang.dict();
     Ok(page(
         "registry.html",
-        context! { t, user => user.account, csrf => user.csrf, sites, editable, providers },
+        context! { t, user => user.account, csrf => user.csrf, sites, editable, providers, units, may_manage,
+                   unit_kinds => UNIT_KINDS },
     )
     .into_response())
 }
@@ -498,4 +512,343 @@ pub async fn save_technician(
     .await?;
     tx.commit().await?;
     Ok(Redirect::to(&format!("/registry/sites/{site}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct NewSite {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    name: String,
+    /// An existing unit's id, or empty to create a unit with `unit_name`.
+    #[serde(default)]
+    unit: String,
+    #[serde(default)]
+    unit_name: String,
+    #[serde(default)]
+    unit_kind: String,
+}
+
+const UNIT_KINDS: &[&str] = &[
+    "provincial_office",
+    "party_office",
+    "district",
+    "department",
+    "line_provider",
+];
+
+fn valid_code(code: &str) -> bool {
+    (2..=40).contains(&code.len())
+        && code
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A new site (and, if asked, its new unit). Its device account is then made on /admin/accounts.
+pub async fn create_site(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    lang: Lang,
+    Form(f): Form<NewSite>,
+) -> Result<Response, AppError> {
+    let t = lang.dict();
+    if f.csrf != user.csrf {
+        return Ok((StatusCode::FORBIDDEN, t["csrf_failed"].clone()).into_response());
+    }
+    if !allowed(
+        user.account.role,
+        user.account.scope(),
+        &Action::ManageSites,
+    ) {
+        return Err(AppError::Forbidden(lang));
+    }
+    let refuse = |key: &str| {
+        Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            page("error.html", context! { t, message => t[key] }),
+        )
+            .into_response())
+    };
+    let code = f.code.trim();
+    let name = f.name.trim();
+    if !valid_code(code) {
+        return refuse("reg_err_code");
+    }
+    if name.is_empty() || name.chars().count() > 120 {
+        return refuse("reg_err_name");
+    }
+    let taken: Option<(i64,)> = sqlx::query_as("SELECT id FROM sites WHERE code = ?")
+        .bind(code)
+        .fetch_optional(&st.db)
+        .await?;
+    if taken.is_some() {
+        return refuse("reg_err_code_taken");
+    }
+    let mut tx = st.db.begin().await?;
+    let unit_id = match f.unit.parse::<i64>() {
+        Ok(u) => {
+            let exists: Option<(i64,)> = sqlx::query_as("SELECT id FROM units WHERE id = ?")
+                .bind(u)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return refuse("reg_err_unit");
+            }
+            u
+        }
+        Err(_) => {
+            let unit_name = f.unit_name.trim();
+            if unit_name.is_empty()
+                || unit_name.chars().count() > 200
+                || !UNIT_KINDS.contains(&f.unit_kind.as_str())
+            {
+                return refuse("reg_err_unit");
+            }
+            let unit_code: Option<(i64,)> = sqlx::query_as("SELECT id FROM units WHERE code = ?")
+                .bind(code)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if unit_code.is_some() {
+                return refuse("reg_err_code_taken");
+            }
+            let id = sqlx::query("INSERT INTO units (code, name, kind) VALUES (?,?,?)")
+                .bind(code)
+                .bind(unit_name)
+                .bind(&f.unit_kind)
+                .execute(&mut *tx)
+                .await?
+                .last_insert_rowid();
+            db::audit(
+                &mut *tx,
+                db::AuditEntry {
+                    actor_id: Some(user.account.id),
+                    actor: &user.account.username,
+                    action: "create_unit",
+                    entity: "unit",
+                    entity_id: id.to_string(),
+                    before: None,
+                    after: Some(json!({"code": code, "name": unit_name, "kind": f.unit_kind})),
+                },
+            )
+            .await?;
+            id
+        }
+    };
+    let id = sqlx::query("INSERT INTO sites (code, name, unit_id) VALUES (?,?,?)")
+        .bind(code)
+        .bind(name)
+        .bind(unit_id)
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+    db::audit(
+        &mut *tx,
+        db::AuditEntry {
+            actor_id: Some(user.account.id),
+            actor: &user.account.username,
+            action: "create_site",
+            entity: "site",
+            entity_id: id.to_string(),
+            before: None,
+            after: Some(json!({"code": code, "name": name, "unit_id": unit_id})),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    st.hub.reload_sites().await;
+    Ok(Redirect::to(&format!("/registry/sites/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ProviderForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    unit: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    on_duty: Option<String>,
+    /// `save` or `remove`.
+    #[serde(default)]
+    action: String,
+}
+
+/// L2 (Art. 12): the line provider's contacts and who is on duty.
+pub async fn save_provider(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    lang: Lang,
+    Form(f): Form<ProviderForm>,
+) -> Result<Response, AppError> {
+    let t = lang.dict();
+    if f.csrf != user.csrf {
+        return Ok((StatusCode::FORBIDDEN, t["csrf_failed"].clone()).into_response());
+    }
+    if !allowed(
+        user.account.role,
+        user.account.scope(),
+        &Action::ManageSites,
+    ) {
+        return Err(AppError::Forbidden(lang));
+    }
+    let refuse = |key: &str| {
+        Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            page("error.html", context! { t, message => t[key] }),
+        )
+            .into_response())
+    };
+    let id: Option<i64> = f.id.as_deref().and_then(|s| s.parse().ok());
+    let before = match id {
+        Some(id) => {
+            let row: Option<(String, String, String)> =
+                sqlx::query_as("SELECT name, phone, email FROM provider_contacts WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&st.db)
+                    .await?;
+            match row {
+                Some(r) => Some(json!({"name": r.0, "phone": r.1, "email": r.2})),
+                None => return Ok((StatusCode::NOT_FOUND, t["not_found"].clone()).into_response()),
+            }
+        }
+        None => None,
+    };
+    let mut tx = st.db.begin().await?;
+    if f.action == "remove" {
+        let Some(id) = id else {
+            return refuse("reg_err_name");
+        };
+        sqlx::query("DELETE FROM provider_contacts WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        db::audit(
+            &mut *tx,
+            db::AuditEntry {
+                actor_id: Some(user.account.id),
+                actor: &user.account.username,
+                action: "remove_provider_contact",
+                entity: "provider_contact",
+                entity_id: id.to_string(),
+                before,
+                after: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(Redirect::to("/registry#providers").into_response());
+    }
+    let name = f.name.trim();
+    let phone = f.phone.trim();
+    let email = f.email.trim();
+    if name.is_empty() || name.chars().count() > 120 {
+        return refuse("reg_err_name");
+    }
+    if phone.is_empty()
+        || phone.chars().count() > 40
+        || !phone
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +.-()".contains(c))
+    {
+        return refuse("reg_err_phone");
+    }
+    if !email.is_empty() && email.parse::<lettre::Address>().is_err() {
+        return refuse("reg_err_email");
+    }
+    let unit: Option<(i64,)> =
+        sqlx::query_as("SELECT id FROM units WHERE id = ? AND kind = 'line_provider'")
+            .bind(f.unit.parse::<i64>().unwrap_or(-1))
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((unit,)) = unit else {
+        return refuse("reg_err_unit");
+    };
+    let on_duty = f.on_duty.is_some();
+    let entity_id = match id {
+        Some(id) => {
+            sqlx::query("UPDATE provider_contacts SET unit_id = ?, name = ?, phone = ?, email = ?, on_duty = ? WHERE id = ?")
+                .bind(unit)
+                .bind(name)
+                .bind(phone)
+                .bind(email)
+                .bind(on_duty)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            id
+        }
+        None => sqlx::query("INSERT INTO provider_contacts (unit_id, name, phone, email, on_duty) VALUES (?,?,?,?,?)")
+            .bind(unit)
+            .bind(name)
+            .bind(phone)
+            .bind(email)
+            .bind(on_duty)
+            .execute(&mut *tx)
+            .await?
+            .last_insert_rowid(),
+    };
+    db::audit(
+        &mut *tx,
+        db::AuditEntry {
+            actor_id: Some(user.account.id),
+            actor: &user.account.username,
+            action: if id.is_some() {
+                "update_provider_contact"
+            } else {
+                "add_provider_contact"
+            },
+            entity: "provider_contact",
+            entity_id: entity_id.to_string(),
+            before,
+            after: Some(json!({"name": name, "phone": phone, "email": email, "on_duty": on_duty})),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/registry#providers").into_response())
+}
+
+/// M2, P1: the next approved meetings of the caller's site, for the site app's idle screen.
+pub async fn next_meetings(
+    State(st): State<AppState>,
+    user: CurrentUser,
+) -> Result<Response, AppError> {
+    let Some(site) = user.account.site_id else {
+        return Ok(axum::Json(json!({"list": []})).into_response());
+    };
+    let now = db::now();
+    let rows: Vec<(String, String, i64, i64, i64, bool)> = sqlx::query_as(
+        "SELECT b.title, b.kind, b.preparation_start, b.official_start, b.official_end, b.emergency FROM bookings b \
+         JOIN booking_sites bs ON bs.booking_id = b.id WHERE bs.site_id = ? AND b.status IN ('approved', 'held') \
+         AND b.official_end > ? ORDER BY b.official_start LIMIT 3",
+    )
+    .bind(site)
+    .bind(now)
+    .fetch_all(&st.db)
+    .await?;
+    let fmt = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(hnth_rules::time::format_datetime_vi)
+            .unwrap_or_default()
+    };
+    let list: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|(title, kind, prep, start, end, emergency)| {
+            let kind = hnth_rules::booking::BookingKind::parse(&kind)
+                .map(|k| k.label_vi())
+                .unwrap_or("");
+            json!({"title": title, "kind": kind, "preparation": fmt(prep), "start": fmt(start),
+                   "end": fmt(end)[11..].to_string(), "emergency": emergency})
+        })
+        .collect();
+    Ok(axum::Json(json!({"list": list})).into_response())
 }

@@ -707,7 +707,11 @@ impl Hub {
     /// The registry changed (room rules, names): later welcomes and site lists use the new one.
     pub async fn reload_sites(&self) {
         match db::sites(&self.db).await {
-            Ok(sites) => self.lock().sites = sites,
+            Ok(sites) => {
+                let mut g = self.lock();
+                g.sites = sites;
+                broadcast_consoles(&g, sites_msg(&g));
+            }
             Err(e) => tracing::error!("reloading sites: {e}"),
         }
     }

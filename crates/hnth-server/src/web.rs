@@ -181,6 +181,9 @@ pub fn router(state: AppState) -> Router {
         .route("/bookings/new", get(crate::bookings::new_form))
         .route("/bookings/{id}/costs", post(crate::costs::add))
         .route("/registry", get(crate::registry::sites))
+        .route("/api/v1/next-meetings", get(crate::registry::next_meetings))
+        .route("/registry/sites", post(crate::registry::create_site))
+        .route("/registry/providers", post(crate::registry::save_provider))
         .route(
             "/registry/sites/{id}",
             get(crate::registry::site).post(crate::registry::save_site),
@@ -201,6 +204,12 @@ pub fn router(state: AppState) -> Router {
             "/bookings/{id}/invitation.ics",
             get(crate::bookings::invitation),
         )
+        .route("/bookings/{id}/letter", get(crate::bookings::letter))
+        .route(
+            "/bookings/{id}/notice.pdf",
+            get(crate::bookings::notice_file),
+        )
+        .route("/bookings/{id}/duty", post(crate::bookings::set_on_duty))
         .route("/bookings/{id}/{step}", post(crate::bookings::step))
         .route("/static/{file}", get(asset))
         .route(
@@ -208,6 +217,18 @@ pub fn router(state: AppState) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "image/svg+xml")], FAVICON) }),
         )
         .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
+        // The registration and edit forms carry an optional PDF (B1, up to 5 MiB): added after
+        // the 256 KiB layer, which would wrap them otherwise, with their own larger limit.
+        .route(
+            "/bookings/new",
+            post(crate::bookings::create).layer(crate::bookings::upload_limit()),
+        )
+        .route(
+            "/bookings/{id}/edit",
+            get(crate::bookings::edit_form)
+                .post(crate::bookings::update)
+                .layer(crate::bookings::upload_limit()),
+        )
         .with_state(state)
 }
 

@@ -90,7 +90,7 @@ function renderSites(list) {
   const body = $('site-rows');
   for (const s of list) {
     let row = body.querySelector(`tr[data-site-id="${s.id}"]`);
-    if (!row) continue;
+    if (!row) row = newRow(body, s);
     const badge = row.querySelector('.presence');
     badge.dataset.presence = s.presence;
     badge.dataset.media = s.media;
@@ -99,6 +99,20 @@ function renderSites(list) {
     row.querySelector('.dial').disabled = !current || s.presence === 'offline' || inThis;
     row.querySelector('.hangup').disabled = !inThis;
   }
+}
+
+/** A site added to the registry after this page was loaded. */
+function newRow(body, s) {
+  const row = document.createElement('tr');
+  row.dataset.siteId = s.id;
+  row.innerHTML = `<td class="name"></td><td><span class="presence"></span></td>
+    <td class="actions"><button class="dial"></button> <button class="hangup"></button></td>
+    <td class="rtt">–</td><td class="loss">–</td><td class="jitter">–</td><td class="kin">–</td><td class="kout">–</td><td class="res">–</td><td class="fps">–</td>`;
+  row.querySelector('.name').textContent = s.name;
+  row.querySelector('.dial').textContent = t('dial');
+  row.querySelector('.hangup').textContent = t('hangup');
+  body.append(row);
+  return row;
 }
 
 const fmt = (v, digits = 0, unit = '') => (v === null || v === undefined ? '–' : `${Number(v).toFixed(digits)}${unit}`);

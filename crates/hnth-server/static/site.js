@@ -79,4 +79,26 @@ setInterval(async () => {
   });
 }, 1000);
 
+// M2: the next meetings of this site, on the idle screen; refreshed every minute.
+async function refreshNext() {
+  try {
+    const r = await fetch('/api/v1/next-meetings', { credentials: 'same-origin' });
+    if (!r.ok) return;
+    const { list } = await r.json();
+    const box = document.getElementById('next-meetings');
+    const ul = box.querySelector('ul');
+    ul.replaceChildren(...list.map((m) => {
+      const li = document.createElement('li');
+      li.textContent = `${m.start}–${m.end} · ${m.kind}: ${m.title} (${t('bk_prep')} ${m.preparation})`;
+      if (m.emergency) li.className = 'emergency';
+      return li;
+    }));
+    box.hidden = list.length === 0;
+  } catch {
+    // offline: the WebSocket reconnection shows it
+  }
+}
+refreshNext();
+setInterval(refreshNext, 60_000);
+
 live.connect();
