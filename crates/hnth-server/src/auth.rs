@@ -31,7 +31,14 @@ pub struct Account {
 
 impl Account {
     pub fn scope(&self) -> Scope {
-        match (self.site_id, self.unit_id) {
+        // A provider's technician belongs to the provider's unit but acts on the province's
+        // lines (or one site's): the unit is not its scope (L2, L3).
+        let unit = if self.role == Role::ProviderTechnician {
+            None
+        } else {
+            self.unit_id
+        };
+        match (self.site_id, unit) {
             (Some(s), _) => Scope::Site(s),
             (None, Some(u)) => Scope::Unit(u),
             _ => Scope::Province,
