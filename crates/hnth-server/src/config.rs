@@ -145,8 +145,12 @@ impl Settings {
                 let text = std::fs::read_to_string(p).map_err(|e| {
                     anyhow::anyhow!("cannot read settings file {}: {e}", p.display())
                 })?;
-                toml::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("settings file {}: {e}", p.display()))
+                toml::from_str(&text).map_err(|e| {
+                    // One line for the operator: where, and what.
+                    let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+                    let at = line.map(|l| format!(", line {l}")).unwrap_or_default();
+                    anyhow::anyhow!("settings file {}{at}: {}", p.display(), e.message().trim())
+                })
             }
             None => Ok(Settings::default()),
         }

@@ -296,7 +296,7 @@ async fn serve(settings: Settings, demo: Option<Option<String>>) -> anyhow::Resu
     let outbox: mail::Outbox = Default::default();
     tokio::spawn(mail::run(db.clone(), settings.mail.clone(), outbox.clone()));
 
-    let tls = tls::load(&settings)?;
+    let tls = tls::load(&settings).await?;
     let state = web::AppState {
         db: db.clone(),
         hub,

@@ -12,7 +12,7 @@ pub struct Tls {
     pub generated: Option<PathBuf>,
 }
 
-pub fn load(s: &Settings) -> anyhow::Result<Option<Tls>> {
+pub async fn load(s: &Settings) -> anyhow::Result<Option<Tls>> {
     let (cert, key, generated) = match s.http.tls {
         TlsMode::Off => return Ok(None),
         TlsMode::Files => {
@@ -55,8 +55,8 @@ pub fn load(s: &Settings) -> anyhow::Result<Option<Tls>> {
             (cert, key, Some(g))
         }
     };
-    let config = futures_util::FutureExt::now_or_never(RustlsConfig::from_pem_file(&cert, &key))
-        .ok_or_else(|| anyhow::anyhow!("loading TLS files did not complete"))?
+    let config = RustlsConfig::from_pem_file(&cert, &key)
+        .await
         .map_err(|e| {
             anyhow::anyhow!(
                 "TLS certificate {} / key {}: {e}",

@@ -1,0 +1,86 @@
+"""What the README's first command does, on a fresh data folder: HTTPS with a self-signed
+certificate made on first run, the URLs and the demo logins printed, the same password on the
+next start; and a bad settings file stops the server with one clear line."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+import requests
+import urllib3
+
+from e2e_util import wait_for
+from proto_util import NETNS_ADDR, binary, free_port
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+
+def start(data: str, out: str) -> tuple[subprocess.Popen, int]:
+    port = free_port(socket.SOCK_STREAM, "127.0.0.1")
+    udp = free_port(socket.SOCK_DGRAM, NETNS_ADDR)
+    proc = subprocess.Popen([binary(), "demo", "--data-dir", data, "--http", f"127.0.0.1:{port}",
+                             "--udp", f"{NETNS_ADDR}:{udp}"],
+                            stdout=open(out, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return proc, port
+
+
+def healthy(port: int) -> bool:
+    try:
+        return requests.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2).text == "ok"
+    except requests.RequestException:
+        return False
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_first_start_makes_a_certificate_and_prints_logins(inside_netns):
+    data = tempfile.mkdtemp(prefix="hnth-start-")
+    outputs = []
+    for run in range(2):
+        out = os.path.join(data, f"out{run}.txt")
+        proc, port = start(data, out)
+        try:
+            wait_for(lambda: healthy(port) or proc.poll() is not None, 30, "HTTPS /healthz")
+            assert proc.poll() is None, open(out).read()
+            page = requests.get(f"https://127.0.0.1:{port}/login", verify=False, timeout=5)
+            assert page.status_code == 200 and "Đăng nhập" in page.text
+            # plain HTTP on the HTTPS port is not served
+            try:
+                plain = requests.get(f"http://127.0.0.1:{port}/login", timeout=5)
+                assert plain.status_code != 200
+            except requests.RequestException:
+                pass
+        finally:
+            stop(proc)
+        outputs.append(open(out, encoding="utf-8").read())
+    first, second = outputs
+    assert "self-signed certificate" in first and os.path.exists(os.path.join(data, "tls-cert.pem")), first
+    assert f"Control-center console: https://127.0.0.1:" in first, first
+    assert "dieuhanh" in first and "dc-hong-dan" in first, first
+    pw = [line for line in first.splitlines() if "password for all" in line]
+    assert pw and pw[0] in second, "the demo password changed between two starts"
+    key = os.path.join(data, "tls-key.pem")
+    assert oct(os.stat(key).st_mode & 0o777) == "0o600", "the TLS key must be readable by its owner only"
+
+
+def test_bad_settings_stop_with_one_clear_line(inside_netns):
+    data = tempfile.mkdtemp(prefix="hnth-badcfg-")
+    cfg = os.path.join(data, "hnth.toml")
+    with open(cfg, "w") as f:
+        f.write('[http]\nbnd = "0.0.0.0:1"\n')
+    run = subprocess.run([binary(), "--config", cfg, "serve", "--data-dir", data], capture_output=True, text=True,
+                         timeout=30)
+    assert run.returncode == 1
+    lines = [x for x in run.stderr.splitlines() if x.startswith("hnth:")]
+    assert lines and "line 2" in lines[0] and "unknown field" in lines[0] and "bnd" in lines[0], run.stderr
+    assert "backtrace" not in run.stderr.lower()
