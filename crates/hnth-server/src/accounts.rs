@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use hnth_rules::roles::{allowed, Action, Role};
+use hnth_rules::roles::{Action, Role};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -15,7 +15,7 @@ use sqlx::Row;
 
 use crate::auth::{self, CurrentUser};
 use crate::db;
-use crate::web::{page, AppError, AppState, Lang, PageUser};
+use crate::web::{page, require, require_csrf, AppError, AppState, Lang, PageUser};
 
 #[derive(Serialize)]
 struct AccountRow {
@@ -49,15 +49,7 @@ pub struct NewAccount {
 }
 
 fn admin_only(user: &CurrentUser, lang: Lang) -> Result<(), AppError> {
-    if allowed(
-        user.account.role,
-        user.account.scope(),
-        &Action::ManageAccounts,
-    ) {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(lang))
-    }
+    require(user, lang, &Action::ManageAccounts)
 }
 
 pub async fn list(
@@ -156,9 +148,7 @@ pub async fn create(
 ) -> Result<Response, AppError> {
     admin_only(&user, lang)?;
     let t = lang.dict();
-    if f.csrf != user.csrf {
-        return Ok((StatusCode::FORBIDDEN, t["csrf_failed"].clone()).into_response());
-    }
+    require_csrf(&user, &f.csrf, lang)?;
     let mut errors = BTreeMap::new();
     let username = f.username.trim();
     if username.len() < 3
@@ -262,9 +252,7 @@ pub async fn act(
 ) -> Result<Response, AppError> {
     admin_only(&user, lang)?;
     let t = lang.dict();
-    if f.csrf != user.csrf {
-        return Ok((StatusCode::FORBIDDEN, t["csrf_failed"].clone()).into_response());
-    }
+    require_csrf(&user, &f.csrf, lang)?;
     let Some(target) = auth::account_by_id_any(&st.db, id).await? else {
         return Ok((StatusCode::NOT_FOUND, t["not_found"].clone()).into_response());
     };

@@ -23,7 +23,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::auth::CurrentUser;
 use crate::db;
-use crate::web::{page, AppError, AppState, Lang, PageUser};
+use crate::web::{page, require, require_csrf, AppError, AppState, Lang, PageUser};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Booking {
@@ -584,6 +584,44 @@ struct Outcome {
     notices: Vec<String>,
 }
 
+/// After [`check_form`]: the form again (refused, or only checked for conflicts), or the
+/// checked booking to store. Shared by registering and editing.
+#[allow(clippy::result_large_err)]
+fn to_store(
+    lang: Lang,
+    user: &CurrentUser,
+    data: &FormPage,
+    form: &BookingForm,
+    upload: &Upload,
+    out: Outcome,
+) -> Result<Checked, Response> {
+    let Some(c) = out.checked else {
+        return Err(render_form(
+            lang,
+            user,
+            data,
+            form,
+            &out.errors,
+            &out.notices,
+            refused_status(upload),
+        ));
+    };
+    if form.action == "check" {
+        let mut notices = out.notices;
+        notices.insert(0, lang.dict()["bk_no_conflict"].clone());
+        return Err(render_form(
+            lang,
+            user,
+            data,
+            form,
+            &out.errors,
+            &notices,
+            StatusCode::OK,
+        ));
+    }
+    Ok(c)
+}
+
 /// The one validation path of registering and editing: the fields, the written-notice file, and
 /// the rules (B1 lead time, B3 overlaps, B5 emergencies). `editing` is the stored booking when
 /// editing: its own slot is not a conflict, and the lead time is applied as said at
@@ -959,37 +997,11 @@ pub async fn create(
     let _write = WRITE_LOCK.lock().await;
     let now = Utc::now();
     let out = check_form(&st, lang, &data, &form, &upload, None, now).await?;
-    let Some(c) = out.checked else {
-        return Ok(render_form(
-            lang,
-            &user,
-            &data,
-            &form,
-            &out.errors,
-            &out.notices,
-            refused_status(&upload),
-        ));
+    let c = match to_store(lang, &user, &data, &form, &upload, out) {
+        Ok(c) => c,
+        Err(page) => return Ok(page),
     };
-    if form.action == "check" {
-        let mut notices = out.notices;
-        notices.insert(0, lang.dict()["bk_no_conflict"].clone());
-        return Ok(render_form(
-            lang,
-            &user,
-            &data,
-            &form,
-            &out.errors,
-            &notices,
-            StatusCode::OK,
-        ));
-    }
-    if !allowed(
-        user.account.role,
-        user.account.scope(),
-        &Action::RegisterBooking { unit: c.unit },
-    ) {
-        return Err(AppError::Forbidden(lang));
-    }
+    require(&user, lang, &Action::RegisterBooking { unit: c.unit })?;
     let status = if form.action == "draft" {
         BookingStatus::Draft
     } else {
@@ -1170,38 +1182,12 @@ pub async fn update(
     }
     let now = Utc::now();
     let out = check_form(&st, lang, &data, &form, &upload, Some(&old), now).await?;
-    let Some(c) = out.checked else {
-        return Ok(render_form(
-            lang,
-            &user,
-            &data,
-            &form,
-            &out.errors,
-            &out.notices,
-            refused_status(&upload),
-        ));
+    let c = match to_store(lang, &user, &data, &form, &upload, out) {
+        Ok(c) => c,
+        Err(page) => return Ok(page),
     };
-    if form.action == "check" {
-        let mut notices = out.notices;
-        notices.insert(0, lang.dict()["bk_no_conflict"].clone());
-        return Ok(render_form(
-            lang,
-            &user,
-            &data,
-            &form,
-            &out.errors,
-            &notices,
-            StatusCode::OK,
-        ));
-    }
     // The host unit may change only to one the user may register for.
-    if !allowed(
-        user.account.role,
-        user.account.scope(),
-        &Action::RegisterBooking { unit: c.unit },
-    ) {
-        return Err(AppError::Forbidden(lang));
-    }
+    require(&user, lang, &Action::RegisterBooking { unit: c.unit })?;
     let slot = &c.slot;
     let was_approved = old.status == BookingStatus::Approved.as_str();
     let mut tx = st.db.begin().await?;
@@ -1391,9 +1377,7 @@ pub async fn step(
     Path((id, what)): Path<(i64, String)>,
     Form(f): Form<StepForm>,
 ) -> Result<Response, AppError> {
-    if f.csrf != user.csrf {
-        return Ok((StatusCode::FORBIDDEN, lang.dict()["csrf_failed"].clone()).into_response());
-    }
+    require_csrf(&user, &f.csrf, lang)?;
     let _write = WRITE_LOCK.lock().await;
     let Some(b) = load(&st.db, lang, Some(id)).await?.pop() else {
         return Ok((StatusCode::NOT_FOUND, lang.dict()["not_found"].clone()).into_response());
@@ -1594,9 +1578,7 @@ pub async fn set_on_duty(
     Path(id): Path<i64>,
     Form(f): Form<DutyForm>,
 ) -> Result<Response, AppError> {
-    if f.csrf != user.csrf {
-        return Ok((StatusCode::FORBIDDEN, lang.dict()["csrf_failed"].clone()).into_response());
-    }
+    require_csrf(&user, &f.csrf, lang)?;
     if !user.account.is_control_center() {
         return Err(AppError::Forbidden(lang));
     }

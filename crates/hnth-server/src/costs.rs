@@ -16,7 +16,7 @@ use sqlx::{Row, SqlitePool};
 use crate::auth::CurrentUser;
 use crate::bookings::load_one;
 use crate::db;
-use crate::web::{page, AppError, AppState, Lang};
+use crate::web::{page, require_csrf, AppError, AppState, Lang};
 
 #[derive(Debug, Serialize)]
 pub struct CostRow {
@@ -123,9 +123,7 @@ pub async fn add(
     Form(f): Form<CostForm>,
 ) -> Result<Response, AppError> {
     let t = lang.dict();
-    if f.csrf != user.csrf {
-        return Ok((StatusCode::FORBIDDEN, t["csrf_failed"].clone()).into_response());
-    }
+    require_csrf(&user, &f.csrf, lang)?;
     let Some(b) = load_one(&st.db, id).await? else {
         return Ok((StatusCode::NOT_FOUND, t["not_found"].clone()).into_response());
     };

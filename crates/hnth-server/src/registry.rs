@@ -17,7 +17,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::auth::CurrentUser;
 use crate::db;
-use crate::web::{page, AppError, AppState, Lang, PageUser};
+use crate::web::{page, require, require_csrf, AppError, AppState, Lang, PageUser};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SiteRow {
@@ -155,9 +155,7 @@ pub async fn sites(
     let Some(user) = user else {
         return Ok(Redirect::to("/login").into_response());
     };
-    if !allowed(user.account.role, user.account.scope(), &Action::ViewRoster) {
-        return Err(AppError::Forbidden(lang));
-    }
+    require(&user, lang, &Action::ViewRoster)?;
     let sites = load(&st.db, lang).await?;
     let editable: Vec<i64> = sites
         .iter()
@@ -274,16 +272,8 @@ pub async fn save_site(
     Path(id): Path<i64>,
     Form(f): Form<SiteForm>,
 ) -> Result<Response, AppError> {
-    if f.csrf != user.csrf {
-        return Ok((StatusCode::FORBIDDEN, lang.dict()["csrf_failed"].clone()).into_response());
-    }
-    if !allowed(
-        user.account.role,
-        user.account.scope(),
-        &Action::ManageSites,
-    ) {
-        return Err(AppError::Forbidden(lang));
-    }
+    require_csrf(&user, &f.csrf, lang)?;
+    require(&user, lang, &Action::ManageSites)?;
     let mut errors = BTreeMap::new();
     for (field, value, max) in [
         ("room", &f.room, 200),
@@ -375,9 +365,7 @@ pub async fn save_technician(
     Path(site): Path<i64>,
     Form(f): Form<TechForm>,
 ) -> Result<Response, AppError> {
-    if f.csrf != user.csrf {
-        return Ok((StatusCode::FORBIDDEN, lang.dict()["csrf_failed"].clone()).into_response());
-    }
+    require_csrf(&user, &f.csrf, lang)?;
     if !may_edit_site(&user, site) {
         return Err(AppError::Forbidden(lang));
     }
@@ -554,16 +542,8 @@ pub async fn create_site(
     Form(f): Form<NewSite>,
 ) -> Result<Response, AppError> {
     let t = lang.dict();
-    if f.csrf != user.csrf {
-        return Ok((StatusCode::FORBIDDEN, t["csrf_failed"].clone()).into_response());
-    }
-    if !allowed(
-        user.account.role,
-        user.account.scope(),
-        &Action::ManageSites,
-    ) {
-        return Err(AppError::Forbidden(lang));
-    }
+    require_csrf(&user, &f.csrf, lang)?;
+    require(&user, lang, &Action::ManageSites)?;
     let refuse = |key: &str| {
         Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -690,16 +670,8 @@ pub async fn save_provider(
     Form(f): Form<ProviderForm>,
 ) -> Result<Response, AppError> {
     let t = lang.dict();
-    if f.csrf != user.csrf {
-        return Ok((StatusCode::FORBIDDEN, t["csrf_failed"].clone()).into_response());
-    }
-    if !allowed(
-        user.account.role,
-        user.account.scope(),
-        &Action::ManageSites,
-    ) {
-        return Err(AppError::Forbidden(lang));
-    }
+    require_csrf(&user, &f.csrf, lang)?;
+    require(&user, lang, &Action::ManageSites)?;
     let refuse = |key: &str| {
         Ok((
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -35,6 +35,7 @@ pub struct AppState {
 pub enum AppError {
     Unauthenticated,
     Forbidden(Lang),
+    Csrf(Lang),
     Internal(String),
 }
 
@@ -59,6 +60,9 @@ impl IntoResponse for AppError {
                     page("error.html", context! { t, message => t["forbidden"] }),
                 )
                     .into_response()
+            }
+            AppError::Csrf(lang) => {
+                (StatusCode::FORBIDDEN, lang.dict()["csrf_failed"].clone()).into_response()
             }
             AppError::Internal(e) => {
                 tracing::error!("internal error: {e}");
@@ -510,7 +514,17 @@ fn same_origin(parts: &Parts) -> bool {
     }
 }
 
-fn require(user: &CurrentUser, lang: Lang, action: &Action) -> Result<(), AppError> {
+/// Every form carries the session's CSRF token; without it nothing is done.
+pub fn require_csrf(user: &CurrentUser, token: &str, lang: Lang) -> Result<(), AppError> {
+    if token == user.csrf {
+        Ok(())
+    } else {
+        Err(AppError::Csrf(lang))
+    }
+}
+
+/// The role and scope check of a route (A1), by the pure rules.
+pub fn require(user: &CurrentUser, lang: Lang, action: &Action) -> Result<(), AppError> {
     hnth_rules::roles::authorize(user.account.role, user.account.scope(), action)
         .map_err(|_| AppError::Forbidden(lang))
 }
