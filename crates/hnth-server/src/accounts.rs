@@ -15,7 +15,7 @@ use sqlx::Row;
 
 use crate::auth::{self, CurrentUser};
 use crate::db;
-use crate::web::{page, require, require_csrf, AppError, AppState, Lang, PageUser};
+use crate::web::{page, require, require_csrf, AppError, AppState, Lang, LoggedIn};
 
 #[derive(Serialize)]
 struct AccountRow {
@@ -54,12 +54,9 @@ fn admin_only(user: &CurrentUser, lang: Lang) -> Result<(), AppError> {
 
 pub async fn list(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     admin_only(&user, lang)?;
     render(
         &st,

@@ -23,7 +23,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::auth::CurrentUser;
 use crate::db;
-use crate::web::{page, require, require_csrf, AppError, AppState, Lang, PageUser};
+use crate::web::{page, require, require_csrf, AppError, AppState, Lang, LoggedIn};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Booking {
@@ -177,12 +177,9 @@ fn may_view(user: &CurrentUser, b: &Booking) -> bool {
 
 pub async fn list(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     let bookings: Vec<Booking> = load(&st.db, lang, None)
         .await?
         .into_iter()
@@ -523,12 +520,9 @@ fn render_form(
 
 pub async fn new_form(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     if !may_register_any(&user) {
         return Err(AppError::Forbidden(lang));
     }
@@ -976,13 +970,10 @@ fn form_csrf_refused(
 /// Registering: `POST /bookings/new` (the page's multipart form) and `POST /bookings`.
 pub async fn create(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
     req: Request,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     if !may_register_any(&user) {
         return Err(AppError::Forbidden(lang));
     }
@@ -1109,13 +1100,10 @@ fn not_found(lang: Lang) -> Response {
 /// `GET /bookings/{id}/edit`: the registration form, filled in.
 pub async fn edit_form(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     let Some(b) = load(&st.db, lang, Some(id)).await?.pop() else {
         return Ok(not_found(lang));
     };
@@ -1144,14 +1132,11 @@ pub async fn edit_form(
 /// technicians and the provider are told and its unsent reminders withdrawn.
 pub async fn update(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
     Path(id): Path<i64>,
     req: Request,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     // Refused before the upload is read; checked again below, under the lock.
     match load(&st.db, lang, Some(id)).await?.pop() {
         None => return Ok(not_found(lang)),
@@ -1289,13 +1274,10 @@ async fn load_in(
 
 pub async fn show(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     let Some(b) = load(&st.db, lang, Some(id)).await?.pop() else {
         return Ok(not_found(lang));
     };
@@ -1659,13 +1641,10 @@ pub async fn set_on_duty(
 /// `GET /bookings/{id}/notice.pdf`: the uploaded written notice, for whoever may see the booking.
 pub async fn notice_file(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     let Some(b) = load(&st.db, lang, Some(id)).await?.pop() else {
         return Ok(not_found(lang));
     };
@@ -1754,13 +1733,10 @@ fn place_and_date(t: DateTime<Utc>) -> String {
 /// booking; always in Vietnamese (it is an administrative document), dated on the approval.
 pub async fn letter(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     let Some(b) = load(&st.db, Lang::Vi, Some(id)).await?.pop() else {
         return Ok(not_found(lang));
     };

@@ -1,7 +1,7 @@
 //! Calendar views of the bookings (day, week, month), for all sites or one, with filters.
 
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use hnth_rules::roles::{allowed, Action};
 use hnth_rules::time::TZ;
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bookings::{load, Booking};
 use crate::db;
-use crate::web::{page, AppError, AppState, Lang, PageUser};
+use crate::web::{page, AppError, AppState, Lang, LoggedIn};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct CalQuery {
@@ -86,13 +86,10 @@ fn span(view: &str, date: NaiveDate) -> (NaiveDate, NaiveDate, NaiveDate, NaiveD
 
 pub async fn calendar(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
     Query(q): Query<CalQuery>,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     let today = Utc::now().with_timezone(&TZ).date_naive();
     let date = q
         .date

@@ -17,7 +17,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::auth::CurrentUser;
 use crate::db;
-use crate::web::{page, require, require_csrf, AppError, AppState, Lang, PageUser};
+use crate::web::{page, require, require_csrf, AppError, AppState, Lang, LoggedIn};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SiteRow {
@@ -149,12 +149,9 @@ fn may_edit_site(user: &CurrentUser, site: i64) -> bool {
 /// The list of sites with their technicians and flags.
 pub async fn sites(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     require(&user, lang, &Action::ViewRoster)?;
     let sites = load(&st.db, lang).await?;
     let editable: Vec<i64> = sites
@@ -184,12 +181,9 @@ pub async fn sites(
 /// S1: the technician directory, printable, published to every site.
 pub async fn directory(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     let sites = load(&st.db, lang).await?;
     let providers = providers(&st.db).await?;
     let t = lang.dict();
@@ -203,13 +197,10 @@ pub async fn directory(
 
 pub async fn site(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     if !may_edit_site(&user, id) {
         return Err(AppError::Forbidden(lang));
     }

@@ -252,6 +252,19 @@ impl axum::extract::FromRequestParts<AppState> for PageUser {
     }
 }
 
+/// The logged-in user of a page; without a session the browser is sent to the login page.
+pub struct LoggedIn(pub CurrentUser);
+
+impl axum::extract::FromRequestParts<AppState> for LoggedIn {
+    type Rejection = Redirect;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Redirect> {
+        match PageUser::from_request_parts(parts, state).await {
+            Ok(PageUser(Some(u))) => Ok(LoggedIn(u)),
+            _ => Err(Redirect::to("/login")),
+        }
+    }
+}
+
 async fn home(PageUser(user): PageUser) -> Redirect {
     match user {
         None => Redirect::to("/login"),
@@ -531,12 +544,9 @@ pub fn require(user: &CurrentUser, lang: Lang, action: &Action) -> Result<(), Ap
 
 async fn console(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     require(&user, lang, &Action::OpenMeeting)?;
     let t = lang.dict();
     let sites = st.hub.sites_snapshot();
@@ -547,10 +557,7 @@ async fn console(
     .into_response())
 }
 
-async fn site_app(PageUser(user): PageUser, lang: Lang) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
+async fn site_app(LoggedIn(user): LoggedIn, lang: Lang) -> Result<Response, AppError> {
     if user.account.role != Role::SiteDevice {
         return Err(AppError::Forbidden(lang));
     }
@@ -565,13 +572,10 @@ struct Limit {
 
 async fn audit_page(
     State(st): State<AppState>,
-    PageUser(user): PageUser,
+    LoggedIn(user): LoggedIn,
     lang: Lang,
     Query(q): Query<Limit>,
 ) -> Result<Response, AppError> {
-    let Some(user) = user else {
-        return Ok(Redirect::to("/login").into_response());
-    };
     require(&user, lang, &Action::ViewAudit)?;
     // The audit trail and the violations are for administrators (README, docs/operation.md).
     if user.account.role != Role::Admin {
