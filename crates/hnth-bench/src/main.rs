@@ -191,6 +191,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
             }
         }
     });
+    // The measuring window itself: media flows while this waits.
     tokio::time::sleep(Duration::from_secs_f64(opts.duration)).await;
     let ended_at = Instant::now();
     let _ = stop_tx.send(true);

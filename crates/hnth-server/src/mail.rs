@@ -189,33 +189,17 @@ pub async fn queue_emergency(
         "Cuộc họp trực tuyến đột xuất, khẩn cấp (khoản 3 Điều 5). Đề nghị các điểm cầu chuẩn bị ngay.\n\n{}\n",
         times(b)
     );
-    for t in technicians_of(tx, b.id).await? {
-        queue(
-            tx,
-            b.id,
-            "emergency_alert",
-            &t,
-            &subject,
-            &body,
-            false,
-            now.timestamp(),
-        )
-        .await?;
-    }
-    for p in provider_contacts(tx).await? {
-        queue(
-            tx,
-            b.id,
-            "emergency_alert",
-            &p,
-            &subject,
-            &body,
-            false,
-            now.timestamp(),
-        )
-        .await?;
-    }
-    Ok(())
+    let to = sites_and_provider(tx, &b.sites).await?;
+    queue_each(
+        tx,
+        b.id,
+        "emergency_alert",
+        &to,
+        &subject,
+        &body,
+        now.timestamp(),
+    )
+    .await
 }
 
 /// Send what is due, forever. Failed notices are retried (at most 10 tries, one minute apart).
@@ -355,22 +339,8 @@ pub async fn queue_cancelled(
         "Cuộc họp trực tuyến sau đây đã bị hủy.\nLý do: {reason}\n\n{}\n",
         times(b)
     );
-    let mut to = technicians_of(tx, b.id).await?;
-    to.extend(provider_contacts(tx).await?);
-    for r in &to {
-        queue(
-            tx,
-            b.id,
-            "cancelled",
-            r,
-            &subject,
-            &body,
-            false,
-            now.timestamp(),
-        )
-        .await?;
-    }
-    Ok(())
+    let to = sites_and_provider(tx, &b.sites).await?;
+    queue_each(tx, b.id, "cancelled", &to, &subject, &body, now.timestamp()).await
 }
 
 /// The reminders of a booking not yet sent are withdrawn (cancelled, or no longer approved).
@@ -385,6 +355,32 @@ pub async fn withdraw_reminders(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The same notice to each recipient.
+async fn queue_each(
+    tx: &mut Transaction<'_, Sqlite>,
+    booking: i64,
+    kind: &str,
+    to: &[Recipient],
+    subject: &str,
+    body: &str,
+    due: i64,
+) -> sqlx::Result<()> {
+    for r in to {
+        queue(tx, booking, kind, r, subject, body, false, due).await?;
+    }
+    Ok(())
+}
+
+/// The technicians of these sites and the line provider's contacts.
+async fn sites_and_provider(
+    tx: &mut Transaction<'_, Sqlite>,
+    sites: &[i64],
+) -> sqlx::Result<Vec<Recipient>> {
+    let mut to = technicians_of_sites(tx, sites).await?;
+    to.extend(provider_contacts(tx).await?);
+    Ok(to)
 }
 
 /// Technicians of the given sites, with an e-mail address, each address once.
@@ -430,22 +426,17 @@ pub async fn queue_changed(
     );
     let mut sites = before.sites.clone();
     sites.extend(after.sites.iter().filter(|s| !before.sites.contains(s)));
-    let mut to = technicians_of_sites(tx, &sites).await?;
-    to.extend(provider_contacts(tx).await?);
-    for r in &to {
-        queue(
-            tx,
-            after.id,
-            "changed",
-            r,
-            &subject,
-            &body,
-            false,
-            now.timestamp(),
-        )
-        .await?;
-    }
-    Ok(())
+    let to = sites_and_provider(tx, &sites).await?;
+    queue_each(
+        tx,
+        after.id,
+        "changed",
+        &to,
+        &subject,
+        &body,
+        now.timestamp(),
+    )
+    .await
 }
 
 /// L2 (Art. 12): the provider's on-duty technician of an approved meeting was chosen or
@@ -461,22 +452,8 @@ pub async fn queue_on_duty(
         "Cán bộ kỹ thuật trực của đơn vị cung cấp đường truyền cho cuộc họp trực tuyến sau đây (Điều 12): {who}.\n\n{}\n",
         times(b)
     );
-    let mut to = technicians_of(tx, b.id).await?;
-    to.extend(provider_contacts(tx).await?);
-    for r in &to {
-        queue(
-            tx,
-            b.id,
-            "changed",
-            r,
-            &subject,
-            &body,
-            false,
-            now.timestamp(),
-        )
-        .await?;
-    }
-    Ok(())
+    let to = sites_and_provider(tx, &b.sites).await?;
+    queue_each(tx, b.id, "changed", &to, &subject, &body, now.timestamp()).await
 }
 
 /// One notice as the booking page lists it.
