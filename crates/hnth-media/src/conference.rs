@@ -183,18 +183,7 @@ struct TrackOut {
     /// Rewriting of media time across layer switches: out = in + offset.
     ts_offset: i64,
     last_out: Option<u64>,
-    /// When the forwarded layer last changed: moving up waits [`LAYER_HOLD`] after it, once the
-    /// first [`LAYER_STARTUP`] after the first frame (while the layers' rates are measured) are over.
-    switched_at: Option<Instant>,
-    started_at: Option<Instant>,
 }
-
-/// A receiver moves up a layer at most this often, so that a bandwidth estimate that wobbles
-/// does not cost a keyframe (and a stall) every second; moving down is immediate.
-const LAYER_HOLD: Duration = Duration::from_secs(4);
-const LAYER_STARTUP: Duration = Duration::from_secs(3);
-/// What a receiver's estimate may probe for, per video it receives: a top simulcast layer.
-const TOP_LAYER_BPS: u64 = 1_700_000;
 
 struct Peer {
     meeting: MeetingId,
@@ -654,20 +643,9 @@ impl Conference {
             };
             if t.kind == MediaKind::Video && data.rid.is_some() {
                 if let Some(want) = choose_layer(budget, &layers, t.layer.as_ref()) {
-                    let rate =
-                        |r: &Option<Rid>| layers.iter().find(|l| &l.rid == r).map_or(0, |l| l.bps);
-                    let up = t.layer.as_ref().is_some_and(|cur| rate(&want) > rate(cur));
-                    let starting = t
-                        .started_at
-                        .is_none_or(|at| now.duration_since(at) < LAYER_STARTUP);
-                    let held = !starting
-                        && t.switched_at
-                            .is_some_and(|at| now.duration_since(at) < LAYER_HOLD);
                     if t.layer == Some(want) {
                         // Back to the current layer: a switch still waited for is void.
                         t.wanted = None;
-                    } else if up && held {
-                        // Too soon after the last switch to move up; stay.
                     } else if t.wanted != Some(want) {
                         t.wanted = Some(want);
                         keyframe_wanted.push(want);
@@ -679,8 +657,6 @@ impl Conference {
                     let next = t.last_out.map(|l| l + step).unwrap_or(data.time.numer());
                     t.ts_offset = next as i64 - data.time.numer() as i64;
                     t.layer = t.wanted.take();
-                    t.switched_at = Some(now);
-                    t.started_at.get_or_insert(now);
                 }
                 if t.layer.as_ref() != Some(&data.rid) {
                     continue;
@@ -810,8 +786,6 @@ impl TrackOut {
             wanted: None,
             ts_offset: 0,
             last_out: None,
-            switched_at: None,
-            started_at: None,
         }
     }
 }
@@ -927,20 +901,6 @@ fn on_event(
             None
         }
         Event::PeerStats(s) => {
-            // Let the estimate probe up to what this receiver could use (every video at its top
-            // layer); without a desired rate it stays near what is sent, and receivers that start
-            // on a low layer never climb.
-            let videos = p
-                .tracks_out
-                .iter()
-                .filter(|t| t.kind == MediaKind::Video)
-                .count() as u64;
-            if videos > 0 {
-                p.rtc.bwe().set_bitrate(
-                    Bitrate::kbps(0),
-                    Bitrate::bps(videos * TOP_LAYER_BPS + 200_000),
-                );
-            }
             p.rtt_ms = s
                 .rtt
                 .or(s
