@@ -164,7 +164,8 @@ pub async fn load_one(db: &SqlitePool, id: i64) -> sqlx::Result<Option<Booking>>
     Ok(load(db, Lang::Vi, Some(id)).await?.pop())
 }
 
-fn may_view(user: &CurrentUser, b: &Booking) -> bool {
+/// A1: whether the user may see this booking (its host unit, its sites).
+pub fn may_view(user: &CurrentUser, b: &Booking) -> bool {
     allowed(
         user.account.role,
         user.account.scope(),

@@ -3,12 +3,11 @@
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
-use hnth_rules::roles::{allowed, Action};
 use hnth_rules::time::TZ;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use crate::bookings::{load, Booking};
+use crate::bookings::{load, may_view, Booking};
 use crate::db;
 use crate::web::{page, AppError, AppState, Lang, LoggedIn};
 
@@ -108,16 +107,7 @@ pub async fn calendar(
     let bookings: Vec<Booking> = load(&st.db, lang, None)
         .await?
         .into_iter()
-        .filter(|b| {
-            allowed(
-                user.account.role,
-                user.account.scope(),
-                &Action::ViewBooking {
-                    unit: b.host_unit_id,
-                    sites: &b.sites,
-                },
-            )
-        })
+        .filter(|b| may_view(&user, b))
         .filter(|b| site.is_none_or(|s| b.sites.contains(&s)))
         .filter(|b| status.as_ref().is_none_or(|s| &b.status == s))
         .filter(|b| {

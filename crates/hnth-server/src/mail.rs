@@ -56,27 +56,6 @@ async fn queue(
     Ok(())
 }
 
-/// Technicians of the booking's sites, with an e-mail address.
-pub async fn technicians_of(
-    tx: &mut Transaction<'_, Sqlite>,
-    booking: i64,
-) -> sqlx::Result<Vec<Recipient>> {
-    let rows = sqlx::query(
-        "SELECT t.name, t.email FROM technicians t JOIN booking_sites bs ON bs.site_id = t.site_id \
-         WHERE bs.booking_id = ? AND t.active = 1 AND t.email != '' ORDER BY t.id",
-    )
-    .bind(booking)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Recipient {
-            name: r.get("name"),
-            email: r.get("email"),
-        })
-        .collect())
-}
-
 async fn provider_contacts(tx: &mut Transaction<'_, Sqlite>) -> sqlx::Result<Vec<Recipient>> {
     let rows =
         sqlx::query("SELECT name, email FROM provider_contacts WHERE email != '' ORDER BY id")
@@ -143,7 +122,7 @@ pub async fn queue_on_approval(
         )
         .await?;
     }
-    let techs = technicians_of(tx, b.id).await?;
+    let techs = technicians_of_sites(tx, &b.sites).await?;
     for t in &techs {
         let body = format!("{body}\nĐề nghị cán bộ kỹ thuật điểm cầu có mặt từ thời gian chuẩn bị để chạy thử (khoản 1 Điều 6).\n");
         queue(

@@ -413,16 +413,11 @@ pub async fn save_technician(
         errors.insert("tech_name", t["reg_err_name"].clone());
     }
     let phone = f.phone.trim();
-    if phone.is_empty()
-        || phone.chars().count() > 40
-        || !phone
-            .chars()
-            .all(|c| c.is_ascii_digit() || " +.-()".contains(c))
-    {
+    if !valid_phone(phone) {
         errors.insert("tech_phone", t["reg_err_phone"].clone());
     }
     let email = f.email.trim();
-    if !email.is_empty() && email.parse::<lettre::Address>().is_err() {
+    if !valid_email(email) {
         errors.insert("tech_email", t["reg_err_email"].clone());
     }
     let trained = f.trained.is_some();
@@ -517,6 +512,20 @@ const UNIT_KINDS: &[&str] = &[
     "department",
     "line_provider",
 ];
+
+/// A phone number as people write it: digits, spaces and `+ . - ( )`, at most 40 characters.
+fn valid_phone(phone: &str) -> bool {
+    !phone.is_empty()
+        && phone.chars().count() <= 40
+        && phone
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +.-()".contains(c))
+}
+
+/// An e-mail address is optional; when given it must parse (SMTP will use it).
+fn valid_email(email: &str) -> bool {
+    email.is_empty() || email.parse::<lettre::Address>().is_ok()
+}
 
 fn valid_code(code: &str) -> bool {
     (2..=40).contains(&code.len())
@@ -716,15 +725,10 @@ pub async fn save_provider(
     if name.is_empty() || name.chars().count() > 120 {
         return refuse("reg_err_name");
     }
-    if phone.is_empty()
-        || phone.chars().count() > 40
-        || !phone
-            .chars()
-            .all(|c| c.is_ascii_digit() || " +.-()".contains(c))
-    {
+    if !valid_phone(phone) {
         return refuse("reg_err_phone");
     }
-    if !email.is_empty() && email.parse::<lettre::Address>().is_err() {
+    if !valid_email(email) {
         return refuse("reg_err_email");
     }
     let unit: Option<(i64,)> =
