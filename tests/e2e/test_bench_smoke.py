@@ -5,6 +5,7 @@ figures it prints are for people (see BENCHMARKS.md for the full scenarios)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
@@ -29,5 +30,35 @@ def test_bench_smoke(inside_netns):
             f"hnth-bench --smoke exited {run.returncode}\n--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}"
             f"\n--- server log\n{srv.log_tail()}"
         )
+    finally:
+        srv.stop()
+
+
+def test_bench_view_limits_what_each_site_receives(inside_netns):
+    """Ten sites (the demo's 8 and 2 load-test sites) with a view of 3: every site receives
+    exactly 3 others, only the meeting's first 4 to join are forwarded at all, and the other 6
+    are told to pause their video (`send_video` off)."""
+    data = tempfile.mkdtemp(prefix="hnth-bench-data-")
+    logs = tempfile.mkdtemp(prefix="hnth-bench-log-")
+    srv = OwnServer(data_dir=data, password=PASSWORD, log_path=f"{logs}/server.log",
+                    extra_args=["--bench-sites", "2", "--view-size", "3"]).start()
+    bench = os.environ.get("HNTH_BENCH_BIN") or str(REPO / "target" / "debug" / "hnth-bench")
+    try:
+        run = subprocess.run(
+            [bench, "--server", srv.base, "--password", PASSWORD, "--sites", "10", "--view", "3",
+             "--duration", "6", "--bind-ip", "10.77.0.2", "--server-pid", str(srv.proc.pid)],
+            capture_output=True, text=True, timeout=180,
+        )
+        print(run.stdout)
+        assert run.returncode == 0, (
+            f"hnth-bench exited {run.returncode}\n--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}"
+            f"\n--- server log\n{srv.log_tail()}"
+        )
+        line = next(l for l in run.stdout.splitlines() if l.startswith("BENCH-JSON "))
+        summary = json.loads(line.split(" ", 1)[1])
+        assert summary["complete_sites"] == 10, summary
+        assert summary["speakers"] == 4, summary
+        assert summary["video_paused_sites"] == 6, summary
+        assert summary["server"]["cpu_s"] > 0, summary
     finally:
         srv.stop()

@@ -28,7 +28,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::site::{SiteOutcome, SiteSpec};
 
-/// Device accounts of the demo province (`hnth demo`), in the order sites are taken.
+/// Device accounts of the demo province (`hnth demo`), in the order sites are taken; beyond
+/// them come the load-test sites of `hnth demo --bench-sites N` (`dc-bench-001` …).
 pub const DEMO_SITES: &[&str] = &[
     "dc-tinh-uy",
     "dc-tp-bac-lieu",
@@ -55,9 +56,21 @@ pub struct Opts {
     /// Operator account that opens the meeting and dials the sites.
     #[arg(long, default_value = "dieuhanh")]
     pub operator: String,
-    /// Number of sites (the demo province has 8 device accounts).
+    /// Number of sites: the demo province's 8 device accounts, then `dc-bench-001` … (start
+    /// the server with `hnth demo --bench-sites N-8` for more than 8).
     #[arg(long, default_value_t = 3)]
     pub sites: usize,
+    /// How many other sites each site receives (the server's view size, 8 by default): the
+    /// meeting's first view+1 sites to join are its speakers.
+    #[arg(long, default_value_t = 8)]
+    pub view: usize,
+    /// The server's process id, to measure its CPU time and resident memory over the window
+    /// from dialing to the end (from /proc; same machine).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Print one row per site even for large meetings (default: only up to 16 sites).
+    #[arg(long)]
+    pub per_site: bool,
     /// Seconds of media after dialing.
     #[arg(long, default_value_t = 20.0)]
     pub duration: f64,
@@ -105,11 +118,8 @@ fn main() -> std::process::ExitCode {
 
 /// Runs the benchmark; Ok(false) when media did not flow everywhere.
 async fn run(opts: Opts) -> anyhow::Result<bool> {
-    if opts.sites < 2 || opts.sites > DEMO_SITES.len() {
-        bail!(
-            "--sites must be 2 to {} (the demo province's device accounts)",
-            DEMO_SITES.len()
-        );
+    if opts.sites < 2 || opts.sites > 1000 {
+        bail!("--sites must be 2 to 1000");
     }
     let host = http::host_port(&opts.server)?;
     let health = http::get(&host, "/healthz")
@@ -121,12 +131,12 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     let opts = Arc::new(opts);
     let epoch = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (ready_tx, mut ready_rx) = mpsc::channel::<String>(DEMO_SITES.len());
+    let (ready_tx, mut ready_rx) = mpsc::channel::<String>(opts.sites);
 
     let mut tasks = Vec::new();
-    for user in DEMO_SITES.iter().take(opts.sites) {
+    for i in 0..opts.sites {
         let spec = SiteSpec {
-            username: user.to_string(),
+            username: site_username(i),
         };
         tasks.push(tokio::spawn(site::run(
             spec,
@@ -138,12 +148,14 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
         )));
     }
     drop(ready_tx);
-    for _ in 0..opts.sites {
+    let mut online = 0;
+    while online < opts.sites {
         match ready_rx.recv().await {
-            Some(user) => eprintln!("online: {user}"),
+            Some(_) => online += 1,
             None => break,
         }
     }
+    eprintln!("{online} sites online");
 
     // The operator opens a meeting and dials every online site.
     let token = http::login(&host, &opts.operator, &opts.password)
@@ -167,6 +179,8 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
             _ => {}
         }
     };
+    let server_before = opts.server_pid.and_then(report::ProcSample::read);
+    let self_before = report::ProcSample::read(std::process::id());
     let dialed_at = Instant::now();
     op_tx
         .send(Message::text(
@@ -194,6 +208,8 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     // The measuring window itself: media flows while this waits.
     tokio::time::sleep(Duration::from_secs_f64(opts.duration)).await;
     let ended_at = Instant::now();
+    let server_after = opts.server_pid.and_then(report::ProcSample::read);
+    let self_after = report::ProcSample::read(std::process::id());
     let _ = stop_tx.send(true);
     let mut outcomes: Vec<SiteOutcome> = Vec::new();
     for t in tasks {
@@ -211,8 +227,20 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
         .await;
     reader.abort();
 
-    let ok = report::print(&opts, &outcomes, dialed_at, ended_at, &server_stats);
+    let procs = report::Procs {
+        server: server_before.zip(server_after),
+        generator: self_before.zip(self_after),
+    };
+    let ok = report::print(&opts, &outcomes, dialed_at, ended_at, &server_stats, &procs);
     Ok(ok)
+}
+
+/// The device account of the `i`-th site (from 0).
+pub fn site_username(i: usize) -> String {
+    match DEMO_SITES.get(i) {
+        Some(u) => u.to_string(),
+        None => format!("dc-bench-{:03}", i + 1 - DEMO_SITES.len()),
+    }
 }
 
 /// The next JSON text message of a WebSocket (other frames skipped).

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use hnth_media::testing::percentile;
-use serde_json::Value;
+use serde_json::{json, Value};
 use str0m::media::MediaKind;
 
 use crate::site::SiteOutcome;
@@ -33,16 +33,58 @@ fn layer_name(l: u8) -> &'static str {
     }
 }
 
-/// Prints the table; true when every site received audio and video from every other site.
+/// CPU time and resident memory of a process, from /proc.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcSample {
+    pub at: Instant,
+    pub cpu_s: f64,
+    pub rss_kib: u64,
+}
+
+impl ProcSample {
+    pub fn read(pid: u32) -> Option<ProcSample> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        // utime and stime, in clock ticks: USER_HZ is 100 in Linux's user-space ABI.
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        Some(ProcSample {
+            at: Instant::now(),
+            cpu_s: ticks as f64 / 100.0,
+            rss_kib,
+        })
+    }
+}
+
+/// Samples of the server and of this generator at dialing and at the end of the window.
+pub struct Procs {
+    pub server: Option<(ProcSample, ProcSample)>,
+    pub generator: Option<(ProcSample, ProcSample)>,
+}
+
+/// Prints the table; true when every site received audio and video from as many others as
+/// its view holds (all the others, up to `--view`).
 pub fn print(
     opts: &Opts,
     outcomes: &[SiteOutcome],
     dialed_at: Instant,
     ended_at: Instant,
     server_stats: &Value,
+    procs: &Procs,
 ) -> bool {
     let ids: Vec<u64> = outcomes.iter().map(|o| o.site_id as u64).collect();
+    let expected = opts.view.min(opts.sites.saturating_sub(1));
+    let per_site = opts.per_site || opts.sites <= 16;
     let mut ok = outcomes.len() == opts.sites;
+    let mut complete_sites = 0;
+    let mut speakers = std::collections::BTreeSet::new();
+    let (mut sum_a_frames, mut sum_a_lost, mut sum_v_frames, mut sum_v_lost) = (0, 0, 0, 0);
     let mut all_audio = Vec::new();
     let mut all_video = Vec::new();
     let mut joins = Vec::new();
@@ -57,11 +99,13 @@ pub fn print(
         1500.0 * opts.video_scale,
         opts.keyframe_interval
     );
-    println!(
-        "{:<16} {:>8} {:>8} {:>6} {:>8} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>5} {:>4}",
-        "site", "join_ms", "full_ms", "tracks", "rx_pkts", "rx_kbps", "a_frm", "a_loss%", "v_frm",
-        "v_loss%", "a_p50ms", "a_p99ms", "v_p50ms", "v_p99ms", "kfreq", "err"
-    );
+    if per_site {
+        println!(
+            "{:<16} {:>8} {:>8} {:>6} {:>8} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>5} {:>4}",
+            "site", "join_ms", "full_ms", "tracks", "rx_pkts", "rx_kbps", "a_frm", "a_loss%", "v_frm",
+            "v_loss%", "a_p50ms", "a_p99ms", "v_p50ms", "v_p99ms", "kfreq", "err"
+        );
+    }
     for o in outcomes {
         let others: Vec<u64> = ids
             .iter()
@@ -73,9 +117,16 @@ pub fn print(
                 .iter()
                 .any(|t| t.kind == kind && t.sender() == Some(from) && t.frames >= MIN_FRAMES)
         };
-        let complete = others
+        let senders: Vec<u64> = others
             .iter()
-            .all(|f| flowing(MediaKind::Audio, *f) && flowing(MediaKind::Video, *f));
+            .copied()
+            .filter(|f| flowing(MediaKind::Audio, *f) && flowing(MediaKind::Video, *f))
+            .collect();
+        speakers.extend(senders.iter().copied());
+        let complete = senders.len() >= expected;
+        if complete {
+            complete_sites += 1;
+        }
         ok &= complete;
         let with_frames: Vec<_> = o.remote.iter().filter(|t| t.frames > 0).collect();
         let first = with_frames.iter().filter_map(|t| t.first_frame_at).min();
@@ -104,6 +155,10 @@ pub fn print(
                 }
             }
         }
+        sum_a_frames += a_frames;
+        sum_a_lost += a_lost;
+        sum_v_frames += v_frames;
+        sum_v_lost += v_lost;
         let secs = o
             .joined_at
             .map(|j| ended_at.duration_since(j).as_secs_f64())
@@ -113,37 +168,110 @@ pub fn print(
         } else {
             0.0
         };
-        println!(
-            "{:<16} {:>8} {:>8} {:>6} {:>8} {:>9.0} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>5} {:>4}",
-            o.username.trim_start_matches("dc-"),
-            ms(join),
-            ms(full),
-            format!("{}/{}", with_frames.len(), 2 * others.len()),
-            o.udp_rx_packets,
-            kbps,
-            a_frames,
-            pct(a_lost, a_frames),
-            v_frames,
-            pct(v_lost, v_frames),
-            ms(percentile(&mut a_delays, 50.0)),
-            ms(percentile(&mut a_delays, 99.0)),
-            ms(percentile(&mut v_delays, 50.0)),
-            ms(percentile(&mut v_delays, 99.0)),
-            o.sent.keyframe_requests,
-            o.errors.len(),
-        );
+        if per_site {
+            println!(
+                "{:<16} {:>8} {:>8} {:>6} {:>8} {:>9.0} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>5} {:>4}",
+                o.username.trim_start_matches("dc-"),
+                ms(join),
+                ms(full),
+                format!("{}/{}", with_frames.len(), 2 * expected),
+                o.udp_rx_packets,
+                kbps,
+                a_frames,
+                pct(a_lost, a_frames),
+                v_frames,
+                pct(v_lost, v_frames),
+                ms(percentile(&mut a_delays, 50.0)),
+                ms(percentile(&mut a_delays, 99.0)),
+                ms(percentile(&mut v_delays, 50.0)),
+                ms(percentile(&mut v_delays, 99.0)),
+                o.sent.keyframe_requests,
+                o.errors.len(),
+            );
+        }
         all_audio.extend(a_delays);
         all_video.extend(v_delays);
     }
+    let window = ended_at.duration_since(dialed_at).as_secs_f64();
+    let rx_packets: u64 = outcomes.iter().map(|o| o.udp_rx_packets).sum();
+    let rx_bytes: u64 = outcomes.iter().map(|o| o.udp_rx_bytes).sum();
+    let tx_packets: u64 = outcomes.iter().map(|o| o.udp_tx_packets).sum();
+    let paused = outcomes.iter().filter(|o| o.video_paused).count();
+    let errors: usize = outcomes.iter().map(|o| o.errors.len()).sum();
+    let mbit = rx_bytes as f64 * 8.0 / 1e6;
+    let p = |v: &mut Vec<u64>, q: f64| percentile(v, q).map(|u| u as f64 / 1000.0);
+    let summary = json!({
+        "sites": opts.sites,
+        "view": opts.view,
+        "seconds": window,
+        "complete_sites": complete_sites,
+        "speakers": speakers.len(),
+        "video_paused_sites": paused,
+        "join_ms": {"p50": p(&mut joins, 50.0), "p99": p(&mut joins, 99.0),
+                    "max": joins.iter().max().map(|u| *u as f64 / 1000.0)},
+        "audio": {"frames": sum_a_frames, "loss_pct": loss(sum_a_lost, sum_a_frames),
+                  "delay_ms_p50": p(&mut all_audio, 50.0), "delay_ms_p99": p(&mut all_audio, 99.0)},
+        "video": {"frames": sum_v_frames, "loss_pct": loss(sum_v_lost, sum_v_frames),
+                  "delay_ms_p50": p(&mut all_video, 50.0), "delay_ms_p99": p(&mut all_video, 99.0)},
+        "forwarded": {"packets": rx_packets, "bytes": rx_bytes,
+                      "packets_per_s": rx_packets as f64 / window, "mbit_per_s": mbit / window},
+        "sent_packets": tx_packets,
+        "server": procs.server.map(|(a, b)| proc_json(a, b, rx_packets, mbit, opts.sites)),
+        "generator": procs.generator.map(|(a, b)| proc_json(a, b, rx_packets, mbit, opts.sites)),
+        "errors": errors,
+    });
+    let f = |v: &Value| match v.as_f64() {
+        Some(x) => format!("{x:.1}"),
+        None => "-".into(),
+    };
     println!(
-        "all: join p50 {} ms, max {} ms; audio delay p50 {} / p99 {} ms; video delay p50 {} / p99 {} ms",
-        ms(percentile(&mut joins.clone(), 50.0)),
-        ms(joins.iter().max().copied()),
-        ms(percentile(&mut all_audio, 50.0)),
-        ms(percentile(&mut all_audio, 99.0)),
-        ms(percentile(&mut all_video, 50.0)),
-        ms(percentile(&mut all_video, 99.0)),
+        "all: {complete_sites}/{} sites received audio and video from {expected} others; {} distinct senders seen, {paused} sites told to pause video",
+        opts.sites,
+        speakers.len()
     );
+    println!(
+        "join (dial → first frame) p50 {} / p99 {} / max {} ms; audio delay p50 {} / p99 {} ms; video delay p50 {} / p99 {} ms",
+        f(&summary["join_ms"]["p50"]),
+        f(&summary["join_ms"]["p99"]),
+        f(&summary["join_ms"]["max"]),
+        f(&summary["audio"]["delay_ms_p50"]),
+        f(&summary["audio"]["delay_ms_p99"]),
+        f(&summary["video"]["delay_ms_p50"]),
+        f(&summary["video"]["delay_ms_p99"]),
+    );
+    println!(
+        "loss: audio {} %, video {} %; forwarded {} packets ({:.0}/s, {:.1} Mbit/s) over {:.1} s",
+        pct(sum_a_lost, sum_a_frames),
+        pct(sum_v_lost, sum_v_frames),
+        rx_packets,
+        rx_packets as f64 / window,
+        mbit / window,
+        window
+    );
+    for (who, v) in [
+        ("server", &summary["server"]),
+        ("generator", &summary["generator"]),
+    ] {
+        if v.is_object() {
+            println!(
+                "{who}: {:.2} CPU s ({:.0} % of a core), {:.1} µs per forwarded packet, {:.3} CPU s per forwarded Mbit; RSS {:.0} → {:.0} MiB ({:.2} MiB per site)",
+                v["cpu_s"].as_f64().unwrap_or(0.0),
+                v["core_pct"].as_f64().unwrap_or(0.0),
+                v["us_per_packet"].as_f64().unwrap_or(0.0),
+                v["cpu_s_per_mbit"].as_f64().unwrap_or(0.0),
+                v["rss_mib_before"].as_f64().unwrap_or(0.0),
+                v["rss_mib_after"].as_f64().unwrap_or(0.0),
+                v["rss_mib_per_site"].as_f64().unwrap_or(0.0),
+            );
+        }
+    }
+    println!("BENCH-JSON {summary}");
+    if !per_site {
+        for o in outcomes.iter().filter(|o| !o.errors.is_empty()).take(5) {
+            println!("  error at {}: {}", o.username, o.errors[0]);
+        }
+        return finish(ok);
+    }
     // Forwarded layers at the end, per receiver.
     for o in outcomes {
         let mut layers: Vec<String> = o
@@ -183,13 +311,36 @@ pub fn print(
             );
         }
     }
+    finish(ok)
+}
+
+fn finish(ok: bool) -> bool {
     println!(
         "{}",
         if ok {
-            "RESULT: media flowed between every pair of sites"
+            "RESULT: every site received audio and video from every site in its view"
         } else {
-            "RESULT: FAILED — some site did not receive audio and video from every other site"
+            "RESULT: FAILED — some site did not receive audio and video from every site in its view"
         }
     );
     ok
+}
+
+fn loss(lost: u64, got: u64) -> Option<f64> {
+    (lost + got > 0).then(|| lost as f64 * 100.0 / (lost + got) as f64)
+}
+
+fn proc_json(a: ProcSample, b: ProcSample, packets: u64, mbit: f64, sites: usize) -> Value {
+    let cpu = b.cpu_s - a.cpu_s;
+    let wall = b.at.duration_since(a.at).as_secs_f64();
+    let mib = |k: u64| k as f64 / 1024.0;
+    json!({
+        "cpu_s": cpu,
+        "core_pct": if wall > 0.0 { cpu * 100.0 / wall } else { 0.0 },
+        "us_per_packet": if packets > 0 { cpu * 1e6 / packets as f64 } else { 0.0 },
+        "cpu_s_per_mbit": if mbit > 0.0 { cpu / mbit } else { 0.0 },
+        "rss_mib_before": mib(a.rss_kib),
+        "rss_mib_after": mib(b.rss_kib),
+        "rss_mib_per_site": mib(b.rss_kib.saturating_sub(a.rss_kib)) / sites.max(1) as f64,
+    })
 }

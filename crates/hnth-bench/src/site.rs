@@ -32,6 +32,8 @@ pub struct SiteOutcome {
     pub udp_tx_packets: u64,
     pub udp_tx_errors: u64,
     pub offers_answered: u64,
+    /// The server paused this site's video at the end (nobody received it).
+    pub video_paused: bool,
     /// stream id -> site name, from the last `participants`.
     pub participants: BTreeMap<String, String>,
     pub errors: Vec<String>,
@@ -75,6 +77,7 @@ pub async fn run(
         udp_tx_packets: 0,
         udp_tx_errors: 0,
         offers_answered: 0,
+        video_paused: false,
         participants: BTreeMap::new(),
         errors: Vec::new(),
     };
@@ -216,6 +219,16 @@ fn on_signal(
                 }
                 Err(e) => out.errors.push(format!("offer {seq}: {e}")),
             }
+        }
+        "send_video" => {
+            let on = msg["on"].as_bool().unwrap_or(true);
+            match site.as_mut() {
+                Some(s) => s.set_video_sending(on),
+                None => out
+                    .errors
+                    .push("send_video without a peer connection".into()),
+            }
+            out.video_paused = !on;
         }
         "leave" => {
             if let Some(s) = site.as_mut() {

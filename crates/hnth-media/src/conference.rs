@@ -33,6 +33,11 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// The bandwidth estimate a receiver starts from.
     pub initial_bitrate_bps: u64,
+    /// Each peer receives the streams of at most this many others: the first to join the
+    /// meeting. Until floor control decides who is seen, a meeting's first `view_size + 1` peers
+    /// are its speakers; the later ones receive them but are forwarded to nobody, and are asked
+    /// to pause their video ([`Output::SendVideo`]) so their uplinks carry only audio.
+    pub view_size: usize,
 }
 
 impl Default for Config {
@@ -42,6 +47,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(6),
             initial_bitrate_bps: 2_500_000,
+            view_size: 8,
         }
     }
 }
@@ -127,6 +133,12 @@ pub enum Output {
         reason: CloseReason,
     },
     Stats(LinkStats),
+    /// Tell the peer to pause (`on: false`) or resume its video: nobody receives it. Peers send
+    /// video until told otherwise.
+    SendVideo {
+        peer: PeerId,
+        on: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -204,13 +216,18 @@ struct Peer {
     loss_in: Option<f32>,
     loss_out: Option<f32>,
     jitter_ms: Option<f64>,
+    /// Whether anybody receives this peer's streams (it is among the meeting's speakers).
+    seen: bool,
 }
+
+/// A speaker of a meeting: its position in joining order, its id and the tracks it sends.
+type Speaker = (usize, PeerId, Vec<(Mid, MediaKind)>);
 
 /// Something one peer's output asks of the others. Lives only between polling one peer and
 /// propagating; boxing the media variant would cost an allocation per frame.
 #[allow(clippy::large_enum_variant)]
 enum Propagate {
-    TrackOpen(MediaKind, Mid),
+    TrackOpen,
     Media(MediaData),
     KeyframeRequest {
         source: PeerId,
@@ -292,15 +309,6 @@ impl Conference {
             peer,
             sdp: answer.to_sdp_string(),
         });
-        // Every track already in the meeting is offered to the newcomer.
-        let mut tracks_out = Vec::new();
-        for other in self.meeting_peers(meeting) {
-            if let Some(p) = self.peers.get(other) {
-                for t in &p.tracks_in {
-                    tracks_out.push(TrackOut::new(*other, t.mid, t.kind));
-                }
-            }
-        }
         self.by_ufrag.insert(creds.ufrag.clone(), peer);
         self.peers.insert(
             peer,
@@ -314,7 +322,7 @@ impl Conference {
                 connected: false,
                 timeout: now,
                 tracks_in: Vec::new(),
-                tracks_out,
+                tracks_out: Vec::new(),
                 pending: None,
                 next_seq: 1,
                 estimate_bps: self.config.initial_bitrate_bps,
@@ -323,9 +331,12 @@ impl Conference {
                 loss_in: None,
                 loss_out: None,
                 jitter_ms: None,
+                seen: true,
             },
         );
         self.meetings.entry(meeting).or_default().push(peer);
+        // The tracks of the newcomer's view are offered to it.
+        self.reconcile(meeting);
         self.dirty.push(peer);
         self.drive(now);
         Ok(())
@@ -351,17 +362,69 @@ impl Conference {
                 self.meetings.remove(&p.meeting);
             }
         }
-        // The others stop the tracks that came from this peer.
-        for other in self.meeting_peers(p.meeting).to_vec() {
-            if let Some(o) = self.peers.get_mut(&other) {
-                o.tracks_out
-                    .retain(|t| !(t.source == peer && t.state == OutState::ToOpen));
-                for t in o.tracks_out.iter_mut().filter(|t| t.source == peer) {
-                    if let OutState::Open(m) = t.state {
-                        t.state = OutState::ToStop(m);
+        // The others stop the tracks that came from this peer, and the views move up.
+        self.reconcile(p.meeting);
+    }
+
+    /// Bring every receiver's outgoing tracks of `meeting` in line with its view (the first
+    /// `view_size` other peers, in joining order), and tell peers whether anybody sees them.
+    /// Called whenever the meeting's peers or their tracks change; O(peers × view).
+    fn reconcile(&mut self, meeting: MeetingId) {
+        let order = self.meeting_peers(meeting).to_vec();
+        let n = self.config.view_size;
+        // The speakers (positions 0..=n) and the tracks they send.
+        let speakers: Vec<Speaker> = order
+            .iter()
+            .enumerate()
+            .take(n + 1)
+            .filter_map(|(i, s)| {
+                let p = self.peers.get(s)?;
+                Some((i, *s, p.tracks_in.iter().map(|t| (t.mid, t.kind)).collect()))
+            })
+            .collect();
+        for (r_pos, r) in order.iter().enumerate() {
+            let Some(p) = self.peers.get_mut(r) else {
+                continue;
+            };
+            // A speaker's rank among the receiver's others decides whether it is in view.
+            let wanted: Vec<&Speaker> = speakers
+                .iter()
+                .filter(|(pos, s, _)| *s != *r && (if *pos < r_pos { *pos } else { pos - 1 }) < n)
+                .collect();
+            let in_view = |source: PeerId| wanted.iter().any(|(_, s, _)| *s == source);
+            let before = p.tracks_out.len();
+            p.tracks_out
+                .retain(|t| t.state != OutState::ToOpen || in_view(t.source));
+            let mut changed = p.tracks_out.len() != before;
+            for t in p.tracks_out.iter_mut().filter(|t| !in_view(t.source)) {
+                if let OutState::Open(m) = t.state {
+                    t.state = OutState::ToStop(m);
+                    changed = true;
+                }
+            }
+            for (_, source, tracks) in &wanted {
+                for (mid, kind) in tracks {
+                    let present = p.tracks_out.iter().any(|t| {
+                        t.source == *source
+                            && t.source_mid == *mid
+                            && !matches!(
+                                t.state,
+                                OutState::ToStop(_) | OutState::NegotiatingStop(_)
+                            )
+                    });
+                    if !present {
+                        p.tracks_out.push(TrackOut::new(*source, *mid, *kind));
+                        changed = true;
                     }
                 }
-                self.dirty.push(other);
+            }
+            if changed {
+                self.dirty.push(*r);
+            }
+            let seen = r_pos <= n;
+            if p.seen != seen {
+                p.seen = seen;
+                self.out.push_back(Output::SendVideo { peer: *r, on: seen });
             }
         }
     }
@@ -374,7 +437,6 @@ impl Conference {
         seq: u64,
         sdp: &str,
     ) -> Result<(), MediaError> {
-        let live: Vec<PeerId> = self.peers.keys().copied().collect();
         let p = self
             .peers
             .get_mut(&peer)
@@ -409,19 +471,9 @@ impl Conference {
                 t.state = OutState::Open(m);
             }
         }
-        let gone: Vec<PeerId> = p
-            .tracks_out
-            .iter()
-            .map(|t| t.source)
-            .filter(|s| !live.contains(s))
-            .collect();
-        for t in p.tracks_out.iter_mut().filter(|t| gone.contains(&t.source)) {
-            if let OutState::Open(m) = t.state {
-                t.state = OutState::ToStop(m);
-            }
-        }
         p.tracks_out
             .retain(|t| !matches!(t.state, OutState::NegotiatingStop(_)));
+        let meeting = p.meeting;
         // Ask for keyframes for the streams that just opened.
         let opened: Vec<(PeerId, Mid, MediaKind)> = p
             .tracks_out
@@ -432,6 +484,8 @@ impl Conference {
         for (source, mid, _) in opened {
             self.request_keyframe(now, source, mid, None, true);
         }
+        // Streams whose source left or moved out of view while this offer was out.
+        self.reconcile(meeting);
         self.dirty.push(peer);
         self.drive(now);
         Ok(())
@@ -586,17 +640,7 @@ impl Conference {
             return;
         };
         match prop {
-            Propagate::TrackOpen(kind, mid) => {
-                for other in self.meeting_peers(meeting).to_vec() {
-                    if other == origin {
-                        continue;
-                    }
-                    if let Some(o) = self.peers.get_mut(&other) {
-                        o.tracks_out.push(TrackOut::new(origin, mid, kind));
-                        self.dirty.push(other);
-                    }
-                }
-            }
+            Propagate::TrackOpen => self.reconcile(meeting),
             Propagate::KeyframeRequest { source, mid, rid } => {
                 self.request_keyframe(now, source, mid, Some(rid), false);
             }
@@ -605,6 +649,9 @@ impl Conference {
     }
 
     fn forward(&mut self, now: Instant, origin: PeerId, meeting: MeetingId, data: &MediaData) {
+        if !self.peers.get(&origin).is_some_and(|p| p.seen) {
+            return; // nobody receives this peer
+        }
         let mut keyframe_wanted: Vec<Option<Rid>> = Vec::new();
         let layers = self
             .peers
@@ -835,7 +882,7 @@ fn on_event(
                     frames: 0,
                     size: None,
                 });
-                Some(Propagate::TrackOpen(m.kind, m.mid))
+                Some(Propagate::TrackOpen)
             } else {
                 None
             }

@@ -357,6 +357,8 @@ pub struct SyntheticSite {
     rtc_timeout: Instant,
     connected_at: Option<Instant>,
     sending: bool,
+    /// Video paused by the server (`send_video` off): nobody receives it.
+    video_paused: bool,
     next_audio: Option<Instant>,
     next_video: Option<Instant>,
     keyframe_due: Vec<bool>,
@@ -384,6 +386,7 @@ impl SyntheticSite {
             rtc_timeout: now,
             connected_at: None,
             sending: true,
+            video_paused: false,
             next_audio: None,
             next_video: None,
             keyframe_due: vec![true; layers],
@@ -521,6 +524,20 @@ impl SyntheticSite {
         self.sending = sending;
     }
 
+    /// Pause or resume the video only, as the server asks (`send_video`); it resumes with a
+    /// keyframe on every layer.
+    pub fn set_video_sending(&mut self, on: bool) {
+        if on && self.video_paused {
+            self.keyframe_due.iter_mut().for_each(|k| *k = true);
+        }
+        self.video_paused = !on;
+    }
+
+    /// Whether the server paused this site's video.
+    pub fn video_paused(&self) -> bool {
+        self.video_paused
+    }
+
     /// Close the peer connection (DTLS close alert, then nothing).
     pub fn disconnect(&mut self, now: Instant) {
         self.rtc.disconnect();
@@ -584,7 +601,9 @@ impl SyntheticSite {
             }
             let period = Duration::from_secs(1) / self.config.fps.max(1);
             while next <= now {
-                self.write_video(now, mid);
+                if !self.video_paused {
+                    self.write_video(now, mid);
+                }
                 next += period;
             }
             self.next_video = Some(next);

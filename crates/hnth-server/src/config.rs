@@ -81,6 +81,9 @@ pub struct Media {
     /// The address sites reach the server at (the host candidate in every answer). Default: the
     /// bind address if it is specific, else the machine's first non-loopback IPv4 address.
     pub announce: Option<IpAddr>,
+    /// How many other sites each participant receives (1 to 25): the meeting's first to join.
+    /// Later sites are forwarded to nobody and pause their video until floor control lands.
+    pub view_size: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +118,7 @@ impl Default for Media {
         Media {
             bind: "0.0.0.0:10000".parse().expect("literal"),
             announce: None,
+            view_size: 8,
         }
     }
 }
@@ -145,12 +149,20 @@ impl Settings {
                 let text = std::fs::read_to_string(p).map_err(|e| {
                     anyhow::anyhow!("cannot read settings file {}: {e}", p.display())
                 })?;
-                toml::from_str(&text).map_err(|e| {
+                let s: Settings = toml::from_str(&text).map_err(|e| {
                     // One line for the operator: where, and what.
                     let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
                     let at = line.map(|l| format!(", line {l}")).unwrap_or_default();
                     anyhow::anyhow!("settings file {}{at}: {}", p.display(), e.message().trim())
-                })
+                })?;
+                if !(1..=25).contains(&s.media.view_size) {
+                    anyhow::bail!(
+                        "settings file {}: media.view_size must be 1 to 25, not {}",
+                        p.display(),
+                        s.media.view_size
+                    );
+                }
+                Ok(s)
             }
             None => Ok(Settings::default()),
         }

@@ -221,6 +221,72 @@ pub async fn seed(db: &SqlitePool, password: &str) -> anyhow::Result<Option<Vec<
     Ok(Some(logins))
 }
 
+/// Extra sites for load tests (`hnth demo --bench-sites N`): `bench-001` … with device
+/// accounts `dc-bench-001` …, all of one unit. Adds only the ones missing, so a restart with a
+/// larger N grows the set. The password is hashed once (argon2id) and that hash is stored for
+/// every bench account: hashing hundreds of times would only slow the start.
+pub async fn seed_bench_sites(db: &SqlitePool, password: &str, n: usize) -> anyhow::Result<usize> {
+    if n == 0 {
+        return Ok(0);
+    }
+    auth::check_password_strength(password)?;
+    let hash = auth::hash_password(password);
+    let mut tx = db.begin().await?;
+    let unit: Option<(i64,)> = sqlx::query_as("SELECT id FROM units WHERE code = 'bench'")
+        .fetch_optional(&mut *tx)
+        .await?;
+    let unit_id = match unit {
+        Some((id,)) => id,
+        None => sqlx::query(
+            "INSERT INTO units (code, name, kind) VALUES ('bench', 'Đơn vị thử tải', 'district')",
+        )
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid(),
+    };
+    let mut added = 0;
+    for i in 1..=n {
+        let code = format!("bench-{i:03}");
+        let exists: Option<(i64,)> = sqlx::query_as("SELECT id FROM sites WHERE code = ?")
+            .bind(&code)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            continue;
+        }
+        let name = format!("Điểm cầu thử tải {i:03}");
+        let site_id = sqlx::query("INSERT INTO sites (code, name, unit_id, room) VALUES (?,?,?,?)")
+            .bind(&code)
+            .bind(&name)
+            .bind(unit_id)
+            .bind("Phòng thử tải")
+            .execute(&mut *tx)
+            .await?
+            .last_insert_rowid();
+        sqlx::query(
+            "INSERT INTO accounts (username, display_name, password_hash, role, site_id, created_at) VALUES (?,?,?,?,?,?)",
+        )
+        .bind(format!("dc-{code}"))
+        .bind(format!("Thiết bị điểm cầu {name}"))
+        .bind(&hash)
+        .bind(Role::SiteDevice.as_str())
+        .bind(site_id)
+        .bind(chrono_now())
+        .execute(&mut *tx)
+        .await?;
+        added += 1;
+    }
+    tx.commit().await?;
+    Ok(added)
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// The demo password: the one given, or the one generated on the first run and kept in the
 /// data folder (readable by the owner only) so that later runs can print it again.
 pub fn password(data_dir: &Path, given: Option<&str>) -> anyhow::Result<String> {

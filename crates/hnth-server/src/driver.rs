@@ -52,6 +52,11 @@ pub enum MediaEvent {
         reason: CloseReason,
     },
     Stats(LinkStats),
+    /// Pause (`on: false`) or resume the peer's video: nobody receives it.
+    SendVideo {
+        peer: PeerId,
+        on: bool,
+    },
 }
 
 /// Datagrams read per wake-up before the core's output is flushed.
@@ -135,6 +140,7 @@ fn flush(socket: &UdpSocket, conf: &mut Conference, events: &UnboundedSender<Med
             Output::Connected { peer } => MediaEvent::Connected { peer },
             Output::PeerClosed { peer, reason } => MediaEvent::Closed { peer, reason },
             Output::Stats(s) => MediaEvent::Stats(s),
+            Output::SendVideo { peer, on } => MediaEvent::SendVideo { peer, on },
         };
         let _ = events.send(ev);
     }

@@ -50,6 +50,10 @@ enum Command {
         /// Password of every demo account (default: generated once, kept in the data folder).
         #[arg(long, env = "HNTH_DEMO_PASSWORD")]
         demo_password: Option<String>,
+        /// Also create N load-test sites `bench-001`… with device accounts `dc-bench-001`…
+        /// (for `hnth-bench` and the scenarios in bench/).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1000))]
+        bench_sites: u16,
     },
     /// Manage accounts.
     #[command(subcommand)]
@@ -67,6 +71,9 @@ struct ServeArgs {
     /// Address announced to sites for media (when the UDP bind address is 0.0.0.0 or behind NAT).
     #[arg(long, env = "HNTH_ANNOUNCE")]
     announce: Option<IpAddr>,
+    /// How many other sites each participant receives (media.view_size; default 8).
+    #[arg(long, env = "HNTH_VIEW_SIZE", value_parser = clap::value_parser!(u8).range(1..=25))]
+    view_size: Option<u8>,
     /// Folder of the database, certificate and demo logins.
     #[arg(long, env = "HNTH_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -134,9 +141,16 @@ fn run() -> anyhow::Result<()> {
         Command::Demo {
             serve: a,
             demo_password,
+            bench_sites,
         } => {
             a.apply(&mut settings);
-            rt.block_on(serve(settings, Some(demo_password)))
+            rt.block_on(serve(
+                settings,
+                Some(Demo {
+                    password: demo_password,
+                    bench_sites: bench_sites as usize,
+                }),
+            ))
         }
         Command::User(cmd) => rt.block_on(user(cmd, settings)),
     }
@@ -152,6 +166,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.announce {
             s.media.announce = Some(v);
+        }
+        if let Some(v) = self.view_size {
+            s.media.view_size = v as usize;
         }
         if let Some(v) = &self.data_dir {
             s.storage.data_dir = v.clone();
@@ -241,15 +258,27 @@ async fn user(cmd: UserCmd, mut settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(settings: Settings, demo: Option<Option<String>>) -> anyhow::Result<()> {
+/// What `hnth demo` adds to `serve`.
+struct Demo {
+    password: Option<String>,
+    bench_sites: usize,
+}
+
+async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     let db = db::open(&settings.db_path()).await?;
     let mut demo_logins = None;
     let mut demo_password = None;
-    if let Some(given) = demo {
-        let pw = demo::password(&settings.storage.data_dir, given.as_deref())?;
+    let mut bench_sites = 0;
+    if let Some(d) = demo {
+        let pw = demo::password(&settings.storage.data_dir, d.password.as_deref())?;
         if let Some(logins) = demo::seed(&db, &pw).await? {
             demo_logins = Some(logins);
         }
+        let added = demo::seed_bench_sites(&db, &pw, d.bench_sites).await?;
+        if added > 0 {
+            tracing::info!(added, "load-test sites created");
+        }
+        bench_sites = d.bench_sites;
         demo_password = Some(pw);
     }
 
@@ -262,6 +291,7 @@ async fn serve(settings: Settings, demo: Option<Option<String>>) -> anyhow::Resu
     let media_addr = SocketAddr::new(announce, port);
     let conf = hnth_media::Conference::new(hnth_media::Config {
         candidates: vec![media_addr],
+        view_size: settings.media.view_size,
         ..Default::default()
     });
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -338,8 +368,11 @@ async fn serve(settings: Settings, demo: Option<Option<String>>) -> anyhow::Resu
                 .fetch_all(&db)
                 .await?,
         };
-        for (u, what) in accounts {
+        for (u, what) in accounts.iter().filter(|(u, _)| !u.starts_with("dc-bench-")) {
             println!("  {u:<16} {what}");
+        }
+        if bench_sites > 0 {
+            println!("  dc-bench-001 … dc-bench-{bench_sites:03}: load-test sites (hnth-bench)");
         }
     }
 

@@ -666,6 +666,9 @@ impl Hub {
             MediaEvent::Stats(s) => {
                 g.stats.insert(s.peer, s);
             }
+            MediaEvent::SendVideo { peer, on } => {
+                send_peer(&g, peer, json!({"type": "send_video", "on": on}))
+            }
         }
     }
 

@@ -75,6 +75,12 @@ export class Live {
         this.send({ type: 'answer', sdp: answer.sdp, seq: msg.seq });
         return;
       }
+      case 'send_video':
+        // Nobody receives our video (we are not among the meeting's speakers): pause the
+        // encoder so the site's uplink carries only audio, and resume when asked.
+        this.hnth.sendVideo = msg.on;
+        await this.applySendVideo();
+        break;
       case 'participants':
         this.hnth.participants = msg.list;
         this.names = new Map(msg.list.map((p) => [p.stream, p.name]));
@@ -86,6 +92,18 @@ export class Live {
         break;
     }
     await this.onMessage(msg);
+  }
+
+  async applySendVideo() {
+    const pc = this.hnth.pc;
+    if (!pc) return;
+    for (const sender of pc.getSenders()) {
+      if (!sender.track || sender.track.kind !== 'video') continue;
+      const params = sender.getParameters();
+      if (!params.encodings) continue;
+      for (const enc of params.encodings) enc.active = this.hnth.sendVideo !== false;
+      await sender.setParameters(params);
+    }
   }
 
   async localStream() {
@@ -111,6 +129,7 @@ export class Live {
     }
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: [] });
     this.hnth.pc = pc;
+    this.hnth.sendVideo = true; // the server says otherwise when nobody receives us
     for (const track of local.getAudioTracks()) {
       pc.addTransceiver(track, { direction: 'sendonly', streams: [local] });
     }

@@ -68,6 +68,8 @@ pub enum Event {
     Stats(LinkStats),
     /// An answer the conference refused.
     AnswerRefused(PeerId, MediaError),
+    /// The conference asked the peer to pause or resume its video.
+    SendVideo(PeerId, bool),
 }
 
 struct Datagram {
@@ -310,6 +312,12 @@ impl Sim {
                         self.events.push((now, Event::Closed(peer, reason)))
                     }
                     Output::Stats(s) => self.events.push((now, Event::Stats(s))),
+                    Output::SendVideo { peer, on } => {
+                        if let Some(s) = self.sites.get_mut(&peer) {
+                            s.site.set_video_sending(on);
+                        }
+                        self.events.push((now, Event::SendVideo(peer, on)));
+                    }
                 }
             }
             if !moved {
