@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hnth_media::{CloseReason, Conference, LinkStats, MediaError, MeetingId, Output, PeerId};
+use str0m::net::Transmit;
 use tokio::net::UdpSocket;
+
+use crate::udp_batch::{send_all, RecvBatch, BATCH};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// What signaling asks of the media core.
@@ -59,8 +62,8 @@ pub enum MediaEvent {
     },
 }
 
-/// Datagrams read per wake-up before the core's output is flushed.
-const BATCH: usize = 64;
+/// Batches of datagrams read per wake-up before the core's output is flushed.
+const RECV_ROUNDS: usize = 4;
 
 pub async fn run(
     socket: UdpSocket,
@@ -69,25 +72,39 @@ pub async fn run(
     mut cmds: UnboundedReceiver<MediaCmd>,
     events: UnboundedSender<MediaEvent>,
 ) {
-    let mut buf = vec![0u8; 2048];
+    let mut rx = RecvBatch::default();
+    let mut tx: Vec<Transmit> = Vec::with_capacity(BATCH * 4);
     loop {
-        flush(&socket, &mut conf, &events);
+        flush(&socket, &mut conf, &events, &mut tx);
         let now = Instant::now();
         let deadline = conf
             .poll_timeout()
             .unwrap_or(now + Duration::from_millis(100))
             .clamp(now, now + Duration::from_millis(100));
         tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                match r {
-                    Ok((n, src)) => conf.handle_receive(Instant::now(), src, destination, &buf[..n]),
-                    Err(e) => tracing::debug!("udp receive: {e}"),
+            r = socket.readable() => {
+                if let Err(e) = r {
+                    tracing::warn!("udp socket: {e}");
+                    continue;
                 }
-                // Drain what else is waiting without sleeping in between.
-                for _ in 1..BATCH {
-                    match socket.try_recv_from(&mut buf) {
-                        Ok((n, src)) => conf.handle_receive(Instant::now(), src, destination, &buf[..n]),
-                        Err(_) => break,
+                // Read what is waiting, a batch per system call, without sleeping in between.
+                for _ in 0..RECV_ROUNDS {
+                    match rx.recv(&socket) {
+                        Ok(n) => {
+                            let now = Instant::now();
+                            for (src, data) in rx.datagrams() {
+                                conf.handle_receive(now, src, destination, data);
+                            }
+                            if n < BATCH {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            if e.kind() != std::io::ErrorKind::WouldBlock {
+                                tracing::debug!("udp receive: {e}");
+                            }
+                            break;
+                        }
                     }
                 }
                 if conf.poll_timeout().is_some_and(|t| t <= Instant::now()) {
@@ -124,15 +141,16 @@ fn apply(conf: &mut Conference, cmd: MediaCmd, events: &UnboundedSender<MediaEve
     }
 }
 
-fn flush(socket: &UdpSocket, conf: &mut Conference, events: &UnboundedSender<MediaEvent>) {
+fn flush(
+    socket: &UdpSocket,
+    conf: &mut Conference,
+    events: &UnboundedSender<MediaEvent>,
+    tx: &mut Vec<Transmit>,
+) {
     while let Some(out) = conf.poll_output() {
         let ev = match out {
             Output::Transmit(t) => {
-                // UDP semantics: a datagram the kernel cannot take now is dropped, and the
-                // peers' NACK and keyframe machinery recovers.
-                if let Err(e) = socket.try_send_to(&t.contents, t.destination) {
-                    tracing::trace!("udp send to {}: {e}", t.destination);
-                }
+                tx.push(t);
                 continue;
             }
             Output::Answer { peer, sdp } => MediaEvent::Answer { peer, sdp },
@@ -143,5 +161,16 @@ fn flush(socket: &UdpSocket, conf: &mut Conference, events: &UnboundedSender<Med
             Output::SendVideo { peer, on } => MediaEvent::SendVideo { peer, on },
         };
         let _ = events.send(ev);
+    }
+    if !tx.is_empty() {
+        let list: Vec<(SocketAddr, &[u8])> = tx
+            .iter()
+            .map(|t| (t.destination, &t.contents[..]))
+            .collect();
+        let dropped = send_all(socket, &list);
+        if dropped > 0 {
+            tracing::trace!(dropped, "udp send buffer full");
+        }
+        tx.clear();
     }
 }

@@ -13,6 +13,7 @@ mod mail;
 mod registry;
 mod signaling;
 mod tls;
+mod udp_batch;
 mod web;
 
 use std::net::{IpAddr, SocketAddr};

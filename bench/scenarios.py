@@ -1,0 +1,138 @@
+"""The benchmark scenarios (run by bench/scenarios.sh, inside the network namespace).
+
+For each meeting size: a fresh `hnth demo` (release) pinned to CPU 0 with enough load-test sites,
+`hnth-bench` pinned to CPU 1 with --server-pid so that the server's CPU and memory are measured
+over the media window only (not the logins), then one table row from the generator's
+BENCH-JSON line. With --limit, the minimal SRTP forwarder (`hnth-limit`) runs under the same
+packet load right after each row, so the table shows hnth / limit in the same run.
+
+    python3 bench/scenarios.py --sites 9,10,25,50 --seconds 20 [--view 8] [--limit]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(REPO, "target/release")
+PW = "Bench-matkhau-2026"
+HTTP = "127.0.0.1:18443"
+
+
+def wait_healthy(proc, deadline_s, log):
+    deadline = time.monotonic() + deadline_s
+    while True:  # poll with a deadline
+        try:
+            urllib.request.urlopen(f"http://{HTTP}/healthz", timeout=1)
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                sys.exit(f"server did not start; log in {log}")
+            time.sleep(0.05)
+
+
+def run_hnth(sites, secs, view, extra):
+    data = tempfile.mkdtemp(prefix="hnth-scn-")
+    log_path = os.path.join(data, "server.log")
+    log = open(log_path, "wb")
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", os.path.join(REL, "hnth"), "demo", "--data-dir", data, "--http", HTTP,
+         "--udp", "10.77.0.1:18444", "--announce", "10.77.0.1", "--tls", "off", "--demo-password", PW,
+         "--bench-sites", str(max(sites - 8, 0)), "--view-size", str(view)],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="warn"))
+    try:
+        wait_healthy(server, 60, log_path)
+        run = subprocess.run(
+            ["taskset", "-c", "1", os.path.join(REL, "hnth-bench"), "--server", f"http://{HTTP}",
+             "--password", PW, "--sites", str(sites), "--view", str(view), "--duration", str(secs),
+             "--server-pid", str(server.pid), *extra],
+            capture_output=True, text=True)
+    finally:
+        server.terminate()
+        server.wait(20)
+    summary = None
+    for line in run.stdout.splitlines():
+        if line.startswith("BENCH-JSON "):
+            summary = json.loads(line.split(" ", 1)[1])
+    if summary is None:
+        print(run.stdout)
+        print(run.stderr)
+        sys.exit(f"hnth-bench gave no summary (exit {run.returncode}); server log {log_path}")
+    summary["ok"] = run.returncode == 0
+    shutil.rmtree(data, ignore_errors=True)
+    return summary, run.stdout
+
+
+def run_limit(summary, secs):
+    """The minimal forwarder under the same packet load: same forwarded packets per second,
+    same fan-out and mean packet size as the SFU row."""
+    fwd = summary["forwarded"]
+    pps_out = fwd["packets_per_s"]
+    size = int(fwd["bytes"] / max(fwd["packets"], 1))
+    fanout = max(min(summary["view"], summary["sites"] - 1), 1)
+    pps_in = max(int(pps_out / fanout), 1)
+    limit = os.path.join(REL, "hnth-limit")
+    run = subprocess.run([limit, "run", "--pps-in", str(pps_in), "--fanout", str(fanout), "--size", str(size),
+                          "--seconds", str(min(secs, 10)), "--addr", "10.77.0.1", "--json"],
+                         capture_output=True, text=True)
+    for line in reversed(run.stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    print(run.stdout, run.stderr)
+    return None
+
+
+def fmt(v, spec=".1f"):
+    return "-" if v is None else format(v, spec)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sites", default="9,10,25,50,100,200")
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--view", type=int, default=8)
+    ap.add_argument("--limit", action="store_true", help="also run hnth-limit at the same load")
+    ap.add_argument("--verbose", action="store_true", help="print the generator's full output")
+    args, extra = ap.parse_known_args()
+    rows = []
+    for n in [int(x) for x in args.sites.split(",")]:
+        print(f"--- {n} sites, view {args.view}, {args.seconds:.0f} s", flush=True)
+        summary, out = run_hnth(n, args.seconds, args.view, extra)
+        if args.verbose:
+            print(out)
+        summary["limit"] = run_limit(summary, args.seconds) if args.limit else None
+        rows.append(summary)
+        print("    " + json.dumps(summary), flush=True)
+
+    print()
+    print("| sites | receives | fwd pkt/s | fwd Mbit/s | hnth µs/pkt | hnth CPU s/Mbit | hnth % core"
+          " | limit µs/pkt | hnth/limit | RSS MiB/site | audio p50/p99 ms | video p50/p99 ms"
+          " | join p50/p99 ms | loss a/v % | generator % core | complete |")
+    print("|" + "---|" * 16)
+    for r in rows:
+        s = r.get("server") or {}
+        g = r.get("generator") or {}
+        lim = r.get("limit") or {}
+        lim_us = lim.get("us_per_out_packet")
+        ratio = (s.get("us_per_packet") / lim_us) if (lim_us and s.get("us_per_packet")) else None
+        print(f"| {r['sites']} | {min(r['view'], r['sites'] - 1)} "
+              f"| {r['forwarded']['packets_per_s']:.0f} | {r['forwarded']['mbit_per_s']:.1f} "
+              f"| {fmt(s.get('us_per_packet'))} | {fmt(s.get('cpu_s_per_mbit'), '.3f')} | {fmt(s.get('core_pct'), '.0f')} "
+              f"| {fmt(lim_us)} | {fmt(ratio)} "
+              f"| {fmt(s.get('rss_mib_per_site'), '.2f')} "
+              f"| {fmt(r['audio']['delay_ms_p50'])}/{fmt(r['audio']['delay_ms_p99'])} "
+              f"| {fmt(r['video']['delay_ms_p50'])}/{fmt(r['video']['delay_ms_p99'])} "
+              f"| {fmt(r['join_ms']['p50'], '.0f')}/{fmt(r['join_ms']['p99'], '.0f')} "
+              f"| {fmt(r['audio']['loss_pct'], '.2f')}/{fmt(r['video']['loss_pct'], '.2f')} "
+              f"| {fmt(g.get('core_pct'), '.0f')} | {r['complete_sites']}/{r['sites']} |")
+
+
+if __name__ == "__main__":
+    main()
