@@ -12,6 +12,7 @@ mod driver;
 mod mail;
 mod registry;
 mod signaling;
+mod sim;
 mod tls;
 mod web;
 
@@ -50,6 +51,11 @@ enum Command {
         /// Password of every demo account (default: generated once, kept in the data folder).
         #[arg(long, env = "HNTH_DEMO_PASSWORD")]
         demo_password: Option<String>,
+        /// Simulated sites that answer the control center's call with a moving test picture
+        /// bearing their name and a beep: `all` (every site but hong-dan, left for a browser)
+        /// or site codes separated by commas, e.g. `tinh-uy,tx-gia-rai`. Default: none.
+        #[arg(long, env = "HNTH_DEMO_SIMULATED_SITES", value_name = "all|CODES")]
+        simulated_sites: Option<String>,
     },
     /// Manage accounts.
     #[command(subcommand)]
@@ -129,14 +135,19 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(a) => {
             a.apply(&mut settings);
-            rt.block_on(serve(settings, None))
+            rt.block_on(serve(settings, None, Vec::new()))
         }
         Command::Demo {
             serve: a,
             demo_password,
+            simulated_sites,
         } => {
             a.apply(&mut settings);
-            rt.block_on(serve(settings, Some(demo_password)))
+            let simulated = match simulated_sites {
+                Some(arg) => sim::parse_selection(&arg)?,
+                None => Vec::new(),
+            };
+            rt.block_on(serve(settings, Some(demo_password), simulated))
         }
         Command::User(cmd) => rt.block_on(user(cmd, settings)),
     }
@@ -241,7 +252,11 @@ async fn user(cmd: UserCmd, mut settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(settings: Settings, demo: Option<Option<String>>) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    demo: Option<Option<String>>,
+    simulated: Vec<String>,
+) -> anyhow::Result<()> {
     let db = db::open(&settings.db_path()).await?;
     let mut demo_logins = None;
     let mut demo_password = None;
@@ -258,7 +273,8 @@ async fn serve(settings: Settings, demo: Option<Option<String>>) -> anyhow::Resu
     let socket = tokio::net::UdpSocket::bind(settings.media.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind UDP {}: {e}", settings.media.bind))?;
-    let port = socket.local_addr()?.port();
+    let media_bound = socket.local_addr()?;
+    let port = media_bound.port();
     let media_addr = SocketAddr::new(announce, port);
     let conf = hnth_media::Conference::new(hnth_media::Config {
         candidates: vec![media_addr],
@@ -292,6 +308,14 @@ async fn serve(settings: Settings, demo: Option<Option<String>>) -> anyhow::Resu
             h.broadcast_stats();
         }
     });
+
+    // The demo's simulated sites: in-process site apps on the real Hub and UDP port.
+    let simulated_names = if simulated.is_empty() {
+        Vec::new()
+    } else {
+        let route = sim::MediaRoute::new(media_bound, media_addr);
+        sim::start(hub.clone(), &db, &simulated, route).await?
+    };
 
     let outbox: mail::Outbox = Default::default();
     tokio::spawn(mail::run(db.clone(), settings.mail.clone(), outbox.clone()));
@@ -341,6 +365,13 @@ async fn serve(settings: Settings, demo: Option<Option<String>>) -> anyhow::Resu
         for (u, what) in accounts {
             println!("  {u:<16} {what}");
         }
+    }
+    if !simulated_names.is_empty() {
+        println!(
+            "Simulated sites (answer the console's call with a test picture and a beep): {}",
+            simulated_names.join(", ")
+        );
+        println!("  A site app logging in as one of them replaces it until the next start.");
     }
 
     let handle = axum_server::Handle::new();
