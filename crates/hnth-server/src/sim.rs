@@ -69,6 +69,9 @@ pub const LEFT_FOR_A_BROWSER: &str = "hong-dan";
 
 /// A media deadline: a peer not connected this long after its offer is given up and rejoined.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// A connected peer that hears nothing from the server this long (no RTCP, no STUN answer, no
+/// media) has lost its link: it asks to rejoin, as the site app does when its connection fails.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// The clip of a site, if the binary has one for its code.
 pub fn clip(code: &str) -> Option<Result<Clip, ClipError>> {
@@ -197,6 +200,7 @@ struct Peer {
     socket: UdpSocket,
     meeting: i64,
     offered_at: Instant,
+    last_heard: Instant,
 }
 
 async fn run(hub: Arc<Hub>, account: Account, code: String, clip: Arc<Clip>, route: MediaRoute) {
@@ -228,6 +232,7 @@ async fn run(hub: Arc<Hub>, account: Account, code: String, clip: Arc<Clip>, rou
                 }
             } => {
                 if let (Ok((n, src)), Some(p)) = (r, peer.as_mut()) {
+                    p.last_heard = Instant::now();
                     let src = if src == route.reach { route.announced } else { src };
                     p.site.handle_receive(Instant::now(), src, &buf[..n]);
                 }
@@ -267,6 +272,10 @@ fn lost(p: &Peer) -> Option<String> {
     }
     match p.site.connected_at() {
         Some(_) if !p.site.is_connected() => Some("connection closed".into()),
+        Some(_) if p.last_heard.elapsed() > SILENCE_TIMEOUT => Some(format!(
+            "nothing from the server for {} s",
+            SILENCE_TIMEOUT.as_secs()
+        )),
         None if p.offered_at.elapsed() > CONNECT_TIMEOUT => Some(format!(
             "not connected {} s after its offer",
             CONNECT_TIMEOUT.as_secs()
@@ -332,6 +341,7 @@ async fn on_message(
                 socket,
                 meeting,
                 offered_at: now,
+                last_heard: now,
             });
             send(
                 hub,
@@ -456,6 +466,153 @@ mod tests {
         );
         assert!(parse_selection("ttdk").is_err());
         assert!(parse_selection(" , ").is_err());
+    }
+
+    /// The whole path in one process: the real Hub, media driver and UDP on loopback. An
+    /// operator dials a simulated site; the server measures its picture (640x360 from the clip's
+    /// keyframes); then its media is dropped at the media core without telling signaling, and
+    /// the simulated site notices, asks to rejoin and is connected again without a new dial.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dialed_simulated_site_sends_its_clip_and_rejoins_after_a_drop() {
+        use crate::driver::{self, MediaCmd};
+        use tokio::sync::mpsc::UnboundedReceiver;
+        use tokio::time::Instant as TInstant;
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(&dir.path().join("hnth.db")).await.unwrap();
+        crate::demo::seed(&db, "Sim-test-2024!").await.unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let media = socket.local_addr().unwrap();
+        let conf = hnth_media::Conference::new(hnth_media::Config {
+            candidates: vec![media],
+            ..Default::default()
+        });
+        let (cmd_tx, cmd_rx) = unbounded_channel();
+        let (ev_tx, mut ev_rx) = unbounded_channel();
+        tokio::spawn(driver::run(socket, media, conf, cmd_rx, ev_tx));
+        let hub = Hub::new(db.clone(), cmd_tx.clone()).await.unwrap();
+        let h = hub.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = ev_rx.recv().await {
+                h.on_media(ev);
+            }
+        });
+        let started = start(
+            hub.clone(),
+            &db,
+            &["tinh-uy".to_string()],
+            MediaRoute::new(media, media),
+        )
+        .await
+        .unwrap();
+        assert_eq!(started, ["Văn phòng Tỉnh ủy"]);
+
+        let (op_id,): (i64,) =
+            sqlx::query_as("SELECT id FROM accounts WHERE username = 'dieuhanh'")
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        let operator = auth::account_by_id(&db, op_id).await.unwrap();
+        let (tx, mut rx) = unbounded_channel::<String>();
+        let conn = hub.register(operator, tx);
+
+        /// The next message matching `pred`, within `secs`; the Hub's stats are broadcast
+        /// meanwhile (the server does that every second).
+        async fn expect(
+            hub: &Hub,
+            rx: &mut UnboundedReceiver<String>,
+            secs: u64,
+            what: &str,
+            pred: impl Fn(&Value) -> bool,
+        ) -> Value {
+            let deadline = TInstant::now() + Duration::from_secs(secs);
+            let mut last = Value::Null;
+            loop {
+                let tick = (TInstant::now() + Duration::from_millis(500)).min(deadline);
+                match tokio::time::timeout_at(tick, rx.recv()).await {
+                    Ok(Some(m)) => {
+                        let v: Value = serde_json::from_str(&m).unwrap();
+                        if pred(&v) {
+                            return v;
+                        }
+                        last = v;
+                    }
+                    Ok(None) => panic!("operator connection closed waiting for {what}"),
+                    Err(_) if TInstant::now() >= deadline => {
+                        panic!("timed out after {secs} s waiting for {what}; last message: {last}")
+                    }
+                    Err(_) => hub.broadcast_stats(),
+                }
+            }
+        }
+        fn site_media(v: &Value, code: &str) -> Option<String> {
+            (v["type"] == "sites")
+                .then(|| v["list"].as_array())
+                .flatten()?
+                .iter()
+                .find(|s| s["code"] == code)
+                .map(|s| format!("{}/{}", s["presence"], s["media"]).replace('"', ""))
+        }
+
+        let sites = expect(&hub, &mut rx, 5, "the site list with tinh-uy idle", |v| {
+            site_media(v, "tinh-uy").as_deref() == Some("idle/none")
+        })
+        .await;
+        let site = sites["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["code"] == "tinh-uy")
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap();
+        hub.handle(conn, r#"{"type":"open_meeting","title":"Kiểm thử"}"#)
+            .await;
+        let opened = expect(&hub, &mut rx, 5, "meeting_opened", |v| {
+            v["type"] == "meeting_opened"
+        })
+        .await;
+        let meeting = opened["meeting"]["id"].as_i64().unwrap();
+        hub.handle(
+            conn,
+            &json!({"type": "dial", "meeting": meeting, "site": site}).to_string(),
+        )
+        .await;
+        expect(&hub, &mut rx, 20, "tinh-uy's media connected", |v| {
+            site_media(v, "tinh-uy").as_deref() == Some("in_meeting/connected")
+        })
+        .await;
+        expect(
+            &hub,
+            &mut rx,
+            20,
+            "stats: the server sees 640x360 from tinh-uy",
+            |v| {
+                v["type"] == "stats"
+                    && v["list"].as_array().is_some_and(|l| {
+                        l.iter().any(|s| {
+                            s["site_id"] == site && s["width"] == 640 && s["height"] == 360
+                        })
+                    })
+            },
+        )
+        .await;
+
+        // A drop the Hub does not know of: the media core forgets the peer (the simulated
+        // site's offer made peer 1, the only peer), so the server stops answering it.
+        cmd_tx.send(MediaCmd::RemovePeer { peer: 1 }).unwrap();
+        expect(&hub, &mut rx, 20, "tinh-uy's media to be lost", |v| {
+            site_media(v, "tinh-uy").is_some_and(|m| m != "in_meeting/connected")
+        })
+        .await;
+        expect(
+            &hub,
+            &mut rx,
+            30,
+            "tinh-uy back in the meeting by itself",
+            |v| site_media(v, "tinh-uy").as_deref() == Some("in_meeting/connected"),
+        )
+        .await;
     }
 
     #[test]
