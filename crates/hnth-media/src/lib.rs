@@ -29,6 +29,7 @@
 //! Renegotiation: after a peer's initial offer, only the server offers (one offer outstanding per
 //! peer; further changes wait for its answer), so many sites joining at once cannot collide.
 
+pub mod clip;
 mod conference;
 mod demux;
 mod layer;

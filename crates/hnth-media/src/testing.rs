@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -150,6 +151,8 @@ pub struct SiteConfig {
     pub fps: u32,
     /// Every layer sends a keyframe this often, and on every keyframe request.
     pub keyframe_interval: Duration,
+    /// Real media instead of stamped frames (see [`SiteConfig::with_clip`]); None: synthetic.
+    pub clip: Option<Arc<crate::clip::Clip>>,
 }
 
 impl SiteConfig {
@@ -184,7 +187,25 @@ impl SiteConfig {
             ],
             fps: 30,
             keyframe_interval: Duration::from_secs(3),
+            clip: None,
         }
+    }
+
+    /// Send `clip` in a loop instead of stamped frames: its VP8 frames on one layer (no
+    /// simulcast) at its frame rate, and its Opus packets every 20 ms. A keyframe request
+    /// restarts the picture at the clip's keyframe at or before the current frame; the loop's
+    /// own keyframes are the only ones sent. Receivers count these frames as `foreign`.
+    pub fn with_clip(mut self, clip: Arc<crate::clip::Clip>) -> Self {
+        self.layers = vec![LayerSpec {
+            rid: "f".into(),
+            width: clip.video.width,
+            height: clip.video.height,
+            bitrate_bps: 0,
+        }];
+        self.fps = clip.video.fps;
+        self.send_audio = true;
+        self.clip = Some(clip);
+        self
     }
 
     /// Every video layer's bitrate multiplied by `factor` (cheaper simulations).
@@ -363,6 +384,8 @@ pub struct SyntheticSite {
     next_video: Option<Instant>,
     keyframe_due: Vec<bool>,
     last_keyframe: Option<Instant>,
+    /// The next frame of [`SiteConfig::clip`] to send.
+    clip_frame: usize,
     remote: BTreeMap<Mid, RemoteTrack>,
     sent: SentCounters,
     error: Option<String>,
@@ -391,6 +414,7 @@ impl SyntheticSite {
             next_video: None,
             keyframe_due: vec![true; layers],
             last_keyframe: None,
+            clip_frame: 0,
             remote: BTreeMap::new(),
             sent: SentCounters {
                 layer_bytes: vec![0; layers],
@@ -622,10 +646,15 @@ impl SyntheticSite {
 
     fn write_audio(&mut self, now: Instant, _due: Instant, mid: Mid) {
         let seq = self.sent.audio_packets as u32;
-        let frame = encode_audio_frame(
-            &self.stamp(now, AUDIO_LAYER, seq, false),
-            self.config.audio_bytes,
-        );
+        let frame = match &self.config.clip {
+            Some(c) if !c.audio.packets.is_empty() => {
+                c.audio.packets[seq as usize % c.audio.packets.len()].clone()
+            }
+            _ => encode_audio_frame(
+                &self.stamp(now, AUDIO_LAYER, seq, false),
+                self.config.audio_bytes,
+            ),
+        };
         let time = MediaTime::new(u64::from(seq) * 960, Frequency::FORTY_EIGHT_KHZ);
         let Some(w) = self.rtc.writer(mid) else {
             return;
@@ -645,6 +674,9 @@ impl SyntheticSite {
     }
 
     fn write_video(&mut self, now: Instant, mid: Mid) {
+        if self.config.clip.is_some() {
+            return self.write_clip_video(now, mid);
+        }
         if self
             .last_keyframe
             .is_none_or(|k| now.saturating_duration_since(k) >= self.config.keyframe_interval)
@@ -691,6 +723,51 @@ impl SyntheticSite {
                     self.sent.write_errors += 1;
                     self.keyframe_due[i] |= keyframe;
                 }
+            }
+        }
+    }
+
+    /// The next frame of the clip (one layer, no simulcast).
+    fn write_clip_video(&mut self, now: Instant, mid: Mid) {
+        let Some(clip) = self.config.clip.clone() else {
+            return;
+        };
+        let video = &clip.video;
+        if std::mem::take(&mut self.keyframe_due[0]) {
+            self.clip_frame = video.keyframe_at_or_before(self.clip_frame);
+        }
+        let i = self.clip_frame % video.frames.len();
+        let frame = &video.frames[i];
+        let seq = self.sent.video_frames as u32;
+        let time = MediaTime::new(
+            u64::from(seq) * 90_000 / u64::from(video.fps.max(1)),
+            Frequency::NINETY_KHZ,
+        );
+        let Some(writer) = self.rtc.writer(mid) else {
+            return;
+        };
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+        else {
+            self.sent.write_errors += 1;
+            return;
+        };
+        match writer.write(pt, now, time, frame.data.clone()) {
+            Ok(()) => {
+                self.sent.video_frames += 1;
+                self.sent.layer_bytes[0] += frame.data.len() as u64;
+                if frame.keyframe {
+                    self.sent.keyframes += 1;
+                    self.last_keyframe = Some(now);
+                }
+                self.clip_frame = (i + 1) % video.frames.len();
+            }
+            Err(_) => {
+                self.sent.write_errors += 1;
+                // Start again at a keyframe: the decoder lost a frame it needs.
+                self.keyframe_due[0] = true;
             }
         }
     }

@@ -12,6 +12,7 @@ mod driver;
 mod mail;
 mod registry;
 mod signaling;
+mod sim;
 mod tls;
 mod udp_batch;
 mod web;
@@ -55,6 +56,11 @@ enum Command {
         /// (for `hnth-bench` and the scenarios in bench/).
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1000))]
         bench_sites: u16,
+        /// Simulated sites that answer the control center's call with a moving test picture
+        /// bearing their name and a beep: `all` (every site but hong-dan, left for a browser)
+        /// or site codes separated by commas, e.g. `tinh-uy,tx-gia-rai`. Default: none.
+        #[arg(long, env = "HNTH_DEMO_SIMULATED_SITES", value_name = "all|CODES")]
+        simulated_sites: Option<String>,
     },
     /// Manage accounts.
     #[command(subcommand)]
@@ -137,20 +143,26 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(a) => {
             a.apply(&mut settings);
-            rt.block_on(serve(settings, None))
+            rt.block_on(serve(settings, None, Vec::new()))
         }
         Command::Demo {
             serve: a,
             demo_password,
             bench_sites,
+            simulated_sites,
         } => {
             a.apply(&mut settings);
+            let simulated = match simulated_sites {
+                Some(arg) => sim::parse_selection(&arg)?,
+                None => Vec::new(),
+            };
             rt.block_on(serve(
                 settings,
                 Some(Demo {
                     password: demo_password,
                     bench_sites: bench_sites as usize,
                 }),
+                simulated,
             ))
         }
         Command::User(cmd) => rt.block_on(user(cmd, settings)),
@@ -265,7 +277,11 @@ struct Demo {
     bench_sites: usize,
 }
 
-async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    demo: Option<Demo>,
+    simulated: Vec<String>,
+) -> anyhow::Result<()> {
     let db = db::open(&settings.db_path()).await?;
     let mut demo_logins = None;
     let mut demo_password = None;
@@ -288,7 +304,8 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
     let socket = tokio::net::UdpSocket::bind(settings.media.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind UDP {}: {e}", settings.media.bind))?;
-    let port = socket.local_addr()?.port();
+    let media_bound = socket.local_addr()?;
+    let port = media_bound.port();
     let media_addr = SocketAddr::new(announce, port);
     let conf = hnth_media::Conference::new(hnth_media::Config {
         candidates: vec![media_addr],
@@ -323,6 +340,14 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
             h.broadcast_stats();
         }
     });
+
+    // The demo's simulated sites: in-process site apps on the real Hub and UDP port.
+    let simulated_names = if simulated.is_empty() {
+        Vec::new()
+    } else {
+        let route = sim::MediaRoute::new(media_bound, media_addr);
+        sim::start(hub.clone(), &db, &simulated, route).await?
+    };
 
     let outbox: mail::Outbox = Default::default();
     tokio::spawn(mail::run(db.clone(), settings.mail.clone(), outbox.clone()));
@@ -375,6 +400,13 @@ async fn serve(settings: Settings, demo: Option<Demo>) -> anyhow::Result<()> {
         if bench_sites > 0 {
             println!("  dc-bench-001 … dc-bench-{bench_sites:03}: load-test sites (hnth-bench)");
         }
+    }
+    if !simulated_names.is_empty() {
+        println!(
+            "Simulated sites (answer the console's call with a test picture and a beep): {}",
+            simulated_names.join(", ")
+        );
+        println!("  A site app logging in as one of them replaces it until the next start.");
     }
 
     let handle = axum_server::Handle::new();

@@ -177,7 +177,7 @@ impl Hub {
         self.unregister(conn);
     }
 
-    fn register(&self, account: Account, tx: UnboundedSender<String>) -> ConnId {
+    pub(crate) fn register(&self, account: Account, tx: UnboundedSender<String>) -> ConnId {
         let mut g = self.lock();
         let id = g.next_conn;
         g.next_conn += 1;
@@ -226,7 +226,7 @@ impl Hub {
         id
     }
 
-    fn unregister(&self, conn: ConnId) {
+    pub(crate) fn unregister(&self, conn: ConnId) {
         let mut g = self.lock();
         g.conns.remove(&conn);
         g.site_conn.retain(|_, c| *c != conn);
@@ -240,7 +240,7 @@ impl Hub {
         }
     }
 
-    async fn handle(&self, conn: ConnId, text: &str) {
+    pub(crate) async fn handle(&self, conn: ConnId, text: &str) {
         let Some(account) = self.lock().conns.get(&conn).map(|c| c.account.clone()) else {
             return;
         };
