@@ -1,4 +1,4 @@
-"""What the README's first command does, on a fresh data folder: HTTPS with a self-signed
+"""What the README's first command does (`demo --simulated-sites all`), on a fresh data folder: HTTPS with a self-signed
 certificate made on first run, the URLs and the demo logins printed, the same password on the
 next start; and a bad settings file stops the server with one clear line."""
 
@@ -23,7 +23,7 @@ def start(data: str, out: str) -> tuple[subprocess.Popen, int]:
     port = free_port(socket.SOCK_STREAM, "127.0.0.1")
     udp = free_port(socket.SOCK_DGRAM, NETNS_ADDR)
     proc = subprocess.Popen([binary(), "demo", "--data-dir", data, "--http", f"127.0.0.1:{port}",
-                             "--udp", f"{NETNS_ADDR}:{udp}"],
+                             "--udp", f"{NETNS_ADDR}:{udp}", "--simulated-sites", "all"],
                             stdout=open(out, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return proc, port
 
