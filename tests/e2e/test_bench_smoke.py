@@ -62,3 +62,28 @@ def test_bench_view_limits_what_each_site_receives(inside_netns):
         assert summary["server"]["cpu_s"] > 0, summary
     finally:
         srv.stop()
+
+
+def test_two_media_workers_carry_meetings_one_after_the_other(inside_netns):
+    """With two media workers (two UDP ports), two meetings in a row are placed on different
+    workers (ties go round) and media flows in both."""
+    data = tempfile.mkdtemp(prefix="hnth-bench-data-")
+    logs = tempfile.mkdtemp(prefix="hnth-bench-log-")
+    srv = OwnServer(data_dir=data, password=PASSWORD, log_path=f"{logs}/server.log",
+                    extra_args=["--media-workers", "2"]).start()
+    bench = os.environ.get("HNTH_BENCH_BIN") or str(REPO / "target" / "debug" / "hnth-bench")
+    try:
+        with open(srv.log_path, encoding="utf-8", errors="replace") as f:
+            banner = f.read()
+        assert f"port {srv.udp_port}, {srv.udp_port + 1}, 2 workers" in banner, banner[-2000:]
+        for _ in range(2):
+            run = subprocess.run(
+                [bench, "--server", srv.base, "--password", PASSWORD, "--smoke", "--bind-ip", "10.77.0.2"],
+                capture_output=True, text=True, timeout=120,
+            )
+            assert run.returncode == 0, (
+                f"hnth-bench exited {run.returncode}\n--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}"
+                f"\n--- server log\n{srv.log_tail()}"
+            )
+    finally:
+        srv.stop()

@@ -84,6 +84,9 @@ pub struct Media {
     /// How many other sites each participant receives (1 to 25): the meeting's first to join.
     /// Later sites are forwarded to nobody and pause their video until floor control lands.
     pub view_size: usize,
+    /// Media worker threads, each with its own UDP port (bind's port, then the next ones);
+    /// 0 = one per CPU core. Open every one of these ports in the firewall.
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +122,7 @@ impl Default for Media {
             bind: "0.0.0.0:10000".parse().expect("literal"),
             announce: None,
             view_size: 8,
+            workers: 0,
         }
     }
 }
@@ -165,6 +169,14 @@ impl Settings {
                 Ok(s)
             }
             None => Ok(Settings::default()),
+        }
+    }
+
+    /// How many media workers to start.
+    pub fn media_workers(&self) -> usize {
+        match self.media.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n.min(64),
         }
     }
 

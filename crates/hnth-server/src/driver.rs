@@ -1,7 +1,14 @@
 //! The thin driver around the sans-IO conference core: it owns the UDP socket and the timer,
 //! and nothing else.
+//!
+//! Meetings are spread over media workers, one per core by default: each worker is a thread
+//! with its own [`Conference`] and its own UDP port (media.bind's port + its number), and every
+//! peer of a meeting lives on the meeting's worker. [`MediaRouter`] sends signaling's commands
+//! to the right worker; the events of all workers come back on one channel.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hnth_media::{CloseReason, Conference, LinkStats, MediaError, MeetingId, Output, PeerId};
@@ -60,6 +67,159 @@ pub enum MediaEvent {
         peer: PeerId,
         on: bool,
     },
+}
+
+/// Where signaling's commands go: the worker of the peer's meeting.
+pub struct MediaRouter {
+    workers: Vec<UnboundedSender<MediaCmd>>,
+    state: Mutex<Placement>,
+}
+
+/// Which worker holds which meeting and peer.
+#[derive(Default)]
+struct Placement {
+    meeting_worker: HashMap<MeetingId, usize>,
+    /// peer -> (worker, meeting)
+    peer_worker: HashMap<PeerId, (usize, MeetingId)>,
+    peers_per_worker: Vec<usize>,
+    /// Ties between equally loaded workers go round.
+    next: usize,
+}
+
+impl MediaRouter {
+    pub fn new(workers: Vec<UnboundedSender<MediaCmd>>) -> MediaRouter {
+        let n = workers.len();
+        MediaRouter {
+            workers,
+            state: Mutex::new(Placement {
+                peers_per_worker: vec![0; n],
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// Pass a command to its worker. A new meeting goes to the least loaded worker (in peers).
+    pub fn send(&self, cmd: MediaCmd) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let worker = match &cmd {
+            MediaCmd::AddPeer { peer, meeting, .. } => {
+                let w = match st.meeting_worker.get(meeting) {
+                    Some(w) => *w,
+                    None => {
+                        let n = st.peers_per_worker.len();
+                        let start = st.next % n.max(1);
+                        st.next = st.next.wrapping_add(1);
+                        let w = (0..n)
+                            .map(|i| (start + i) % n)
+                            .min_by_key(|w| st.peers_per_worker[*w])
+                            .unwrap_or(0);
+                        st.meeting_worker.insert(*meeting, w);
+                        w
+                    }
+                };
+                st.peer_worker.insert(*peer, (w, *meeting));
+                st.peers_per_worker[w] += 1;
+                Some(w)
+            }
+            MediaCmd::Answer { peer, .. } => st.peer_worker.get(peer).map(|(w, _)| *w),
+            MediaCmd::RemovePeer { peer } => {
+                let w = st.peer_worker.get(peer).map(|(w, _)| *w);
+                st.forget(*peer);
+                w
+            }
+        };
+        drop(st);
+        if let Some(w) = worker.and_then(|w| self.workers.get(w)) {
+            let _ = w.send(cmd);
+        }
+    }
+
+    /// A worker closed this peer by itself (expiry, broken link).
+    pub fn closed(&self, peer: PeerId) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(peer);
+    }
+}
+
+impl Placement {
+    fn forget(&mut self, peer: PeerId) {
+        let Some((w, meeting)) = self.peer_worker.remove(&peer) else {
+            return;
+        };
+        self.peers_per_worker[w] = self.peers_per_worker[w].saturating_sub(1);
+        if !self.peer_worker.values().any(|(_, m)| *m == meeting) {
+            self.meeting_worker.remove(&meeting);
+        }
+    }
+}
+
+/// The media workers, started.
+pub struct Workers {
+    pub router: MediaRouter,
+    /// Per worker: the address bound and the address announced to peers.
+    pub addrs: Vec<(SocketAddr, SocketAddr)>,
+}
+
+/// Bind `count` UDP ports from `bind` upwards and start one worker thread on each.
+pub fn start_workers(
+    bind: SocketAddr,
+    announce: std::net::IpAddr,
+    count: usize,
+    config: hnth_media::Config,
+    events: UnboundedSender<MediaEvent>,
+) -> anyhow::Result<Workers> {
+    let mut senders = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..count.max(1) {
+        // Port 0 asks the system for any port; otherwise the ports are consecutive.
+        let want = if bind.port() == 0 {
+            bind
+        } else {
+            let port = bind.port().checked_add(i as u16).ok_or_else(|| {
+                anyhow::anyhow!("media ports {}+{count} exceed 65535", bind.port())
+            })?;
+            SocketAddr::new(bind.ip(), port)
+        };
+        let std_socket = std::net::UdpSocket::bind(want)
+            .map_err(|e| anyhow::anyhow!("cannot bind UDP {want} (media worker {i}): {e}"))?;
+        std_socket.set_nonblocking(true)?;
+        let bound = std_socket.local_addr()?;
+        let announced = SocketAddr::new(announce, bound.port());
+        let conf = Conference::new(hnth_media::Config {
+            candidates: vec![announced],
+            ..config.clone()
+        });
+        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+        let events = events.clone();
+        std::thread::Builder::new()
+            .name(format!("hnth-media-{i}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("media worker {i}: {e}");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match UdpSocket::from_std(std_socket) {
+                        Ok(socket) => run(socket, announced, conf, cmd_rx, events).await,
+                        Err(e) => tracing::error!("media worker {i}: {e}"),
+                    }
+                });
+            })?;
+        senders.push(cmd_tx);
+        addrs.push((bound, announced));
+    }
+    Ok(Workers {
+        router: MediaRouter::new(senders),
+        addrs,
+    })
 }
 
 /// Batches of datagrams read per wake-up before the core's output is flushed.
@@ -172,5 +332,79 @@ fn flush(
             tracing::trace!(dropped, "udp send buffer full");
         }
         tx.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc::unbounded_channel;
+
+    fn add(peer: PeerId, meeting: MeetingId) -> MediaCmd {
+        MediaCmd::AddPeer {
+            peer,
+            meeting,
+            stream: format!("s{peer}"),
+            sdp: String::new(),
+        }
+    }
+
+    /// The worker each command reached.
+    fn drain(rxs: &mut [UnboundedReceiver<MediaCmd>]) -> Vec<(usize, PeerId)> {
+        let mut got = Vec::new();
+        for (w, rx) in rxs.iter_mut().enumerate() {
+            while let Ok(cmd) = rx.try_recv() {
+                let peer = match cmd {
+                    MediaCmd::AddPeer { peer, .. }
+                    | MediaCmd::Answer { peer, .. }
+                    | MediaCmd::RemovePeer { peer } => peer,
+                };
+                got.push((w, peer));
+            }
+        }
+        got.sort();
+        got
+    }
+
+    #[test]
+    fn meetings_go_to_the_least_loaded_worker_and_stay_together() {
+        let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| unbounded_channel()).unzip();
+        let router = MediaRouter::new(txs);
+        // Meeting 7 with three peers lands on one worker; meeting 8 on the other.
+        for p in [1, 2, 3] {
+            router.send(add(p, 7));
+        }
+        router.send(add(4, 8));
+        let got = drain(&mut rxs);
+        let w7 = got.iter().find(|(_, p)| *p == 1).unwrap().0;
+        assert!(got
+            .iter()
+            .filter(|(_, p)| *p <= 3)
+            .all(|(w, _)| *w == w7));
+        assert_eq!(got.iter().find(|(_, p)| *p == 4).unwrap().0, 1 - w7);
+        // Answers and removals follow their peer.
+        router.send(MediaCmd::Answer {
+            peer: 4,
+            seq: 1,
+            sdp: String::new(),
+        });
+        router.send(MediaCmd::RemovePeer { peer: 2 });
+        assert_eq!(drain(&mut rxs), {
+            let mut v = vec![(1 - w7, 4), (w7, 2)];
+            v.sort();
+            v
+        });
+        // A third meeting goes where the load is lower (meeting 8's worker: 1 peer vs 2).
+        router.send(add(5, 9));
+        assert_eq!(drain(&mut rxs), vec![(1 - w7, 5)]);
+        // Once every peer of meeting 7 is gone, a new peer numbered for it is placed afresh.
+        router.send(MediaCmd::RemovePeer { peer: 1 });
+        router.closed(3);
+        drain(&mut rxs);
+        router.send(add(6, 7));
+        assert_eq!(drain(&mut rxs), vec![(w7, 6)]);
+        // Commands for unknown peers go nowhere.
+        router.send(MediaCmd::RemovePeer { peer: 99 });
+        assert!(drain(&mut rxs).is_empty());
     }
 }

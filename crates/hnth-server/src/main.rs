@@ -78,6 +78,10 @@ struct ServeArgs {
     /// Address announced to sites for media (when the UDP bind address is 0.0.0.0 or behind NAT).
     #[arg(long, env = "HNTH_ANNOUNCE")]
     announce: Option<IpAddr>,
+    /// Media worker threads, each with its own UDP port from --udp's upwards (media.workers;
+    /// default: one per CPU core).
+    #[arg(long, env = "HNTH_MEDIA_WORKERS", value_parser = clap::value_parser!(u8).range(1..=64))]
+    media_workers: Option<u8>,
     /// How many other sites each participant receives (media.view_size; default 8).
     #[arg(long, env = "HNTH_VIEW_SIZE", value_parser = clap::value_parser!(u8).range(1..=25))]
     view_size: Option<u8>,
@@ -179,6 +183,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.announce {
             s.media.announce = Some(v);
+        }
+        if let Some(v) = self.media_workers {
+            s.media.workers = v as usize;
         }
         if let Some(v) = self.view_size {
             s.media.view_size = v as usize;
@@ -299,22 +306,25 @@ async fn serve(
         demo_password = Some(pw);
     }
 
-    // Media: one UDP port for every peer.
+    // Media: worker threads, one UDP port each (media.bind's port and the next ones).
     let announce = settings.announce_ip()?;
-    let socket = tokio::net::UdpSocket::bind(settings.media.bind)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot bind UDP {}: {e}", settings.media.bind))?;
-    let media_bound = socket.local_addr()?;
-    let port = media_bound.port();
-    let media_addr = SocketAddr::new(announce, port);
-    let conf = hnth_media::Conference::new(hnth_media::Config {
-        candidates: vec![media_addr],
-        view_size: settings.media.view_size,
-        ..Default::default()
-    });
-    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(driver::run(socket, media_addr, conf, cmd_rx, ev_tx));
+    let workers = driver::start_workers(
+        settings.media.bind,
+        announce,
+        settings.media_workers(),
+        hnth_media::Config {
+            view_size: settings.media.view_size,
+            ..Default::default()
+        },
+        ev_tx,
+    )?;
+    let (media_bound, media_addr) = workers.addrs[0];
+    let media_ports: Vec<String> = workers
+        .addrs
+        .iter()
+        .map(|(_, a)| a.port().to_string())
+        .collect();
 
     // Live meetings do not survive a restart: record the ones that were open as closed now.
     sqlx::query("UPDATE meetings SET closed_at = ? WHERE closed_at IS NULL")
@@ -325,7 +335,7 @@ async fn serve(
         .bind(db::now())
         .execute(&db)
         .await?;
-    let hub = signaling::Hub::new(db.clone(), cmd_tx).await?;
+    let hub = signaling::Hub::new(db.clone(), workers.router).await?;
     let h = hub.clone();
     tokio::spawn(async move {
         while let Some(ev) = ev_rx.recv().await {
@@ -375,8 +385,12 @@ async fn serve(
     };
     let base = format!("{scheme}://{host}:{}", http_addr.port());
     println!(
-        "hnth {} listening on {base} (media UDP {media_addr})",
-        env!("CARGO_PKG_VERSION")
+        "hnth {} listening on {base} (media UDP {} port {}, {} worker{})",
+        env!("CARGO_PKG_VERSION"),
+        media_addr.ip(),
+        media_ports.join(", "),
+        media_ports.len(),
+        if media_ports.len() == 1 { "" } else { "s" }
     );
     if let Some(generated) = tls.as_ref().and_then(|t| t.generated.as_ref()) {
         println!(

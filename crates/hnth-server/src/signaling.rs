@@ -16,7 +16,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use crate::auth::{Account, CurrentUser};
 use crate::db::{self, Site};
-use crate::driver::{MediaCmd, MediaEvent};
+use crate::driver::{MediaCmd, MediaEvent, MediaRouter};
 
 type ConnId = u64;
 
@@ -116,7 +116,7 @@ struct Inner {
 pub struct Hub {
     inner: Mutex<Inner>,
     db: SqlitePool,
-    media: UnboundedSender<MediaCmd>,
+    media: MediaRouter,
 }
 
 /// An error to the sender; never closes the socket.
@@ -126,7 +126,7 @@ fn error(code: &str, message: &str, article: Option<&str>, re: &str) -> String {
 }
 
 impl Hub {
-    pub async fn new(db: SqlitePool, media: UnboundedSender<MediaCmd>) -> anyhow::Result<Arc<Hub>> {
+    pub async fn new(db: SqlitePool, media: MediaRouter) -> anyhow::Result<Arc<Hub>> {
         let sites = db::sites(&db).await?;
         Ok(Arc::new(Hub {
             inner: Mutex::new(Inner {
@@ -434,7 +434,7 @@ impl Hub {
                     .conn_peer
                     .get(&conn)
                     .ok_or_else(|| Refusal::bad_state("no media session to answer for"))?;
-                let _ = self.media.send(MediaCmd::Answer { peer, seq, sdp });
+                self.media.send(MediaCmd::Answer { peer, seq, sdp });
                 Ok(())
             }
             ClientMsg::Report {
@@ -597,7 +597,7 @@ impl Hub {
             },
         );
         g.conn_peer.insert(conn, peer);
-        let _ = self.media.send(MediaCmd::AddPeer {
+        self.media.send(MediaCmd::AddPeer {
             peer,
             meeting: meeting as u64,
             stream,
@@ -633,6 +633,7 @@ impl Hub {
                     }
                 }
                 if fatal {
+                    self.media.closed(peer);
                     forget_peer(&mut g, peer);
                 }
             }
@@ -644,6 +645,7 @@ impl Hub {
                 broadcast_consoles(&g, sites_msg(&g));
             }
             MediaEvent::Closed { peer, reason } => {
+                self.media.closed(peer);
                 let Some(p) = forget_peer(&mut g, peer) else {
                     return;
                 };
@@ -834,13 +836,7 @@ fn send_peer(g: &Inner, peer: PeerId, msg: Value) {
 }
 
 /// Tell a site to leave and stop its media.
-fn leave_site(
-    g: &mut Inner,
-    media: &UnboundedSender<MediaCmd>,
-    site: i64,
-    meeting: i64,
-    reason: &str,
-) {
+fn leave_site(g: &mut Inner, media: &MediaRouter, site: i64, meeting: i64, reason: &str) {
     if let Some(conn) = g.site_conn.get(&site).copied() {
         if let Some(c) = g.conns.get(&conn) {
             let _ = c
@@ -851,9 +847,9 @@ fn leave_site(
     }
 }
 
-fn drop_peer_of(g: &mut Inner, media: &UnboundedSender<MediaCmd>, conn: ConnId) {
+fn drop_peer_of(g: &mut Inner, media: &MediaRouter, conn: ConnId) {
     if let Some(peer) = g.conn_peer.get(&conn).copied() {
-        let _ = media.send(MediaCmd::RemovePeer { peer });
+        media.send(MediaCmd::RemovePeer { peer });
         forget_peer(g, peer);
     }
 }

@@ -122,6 +122,25 @@ pub struct MediaRoute {
 }
 
 impl MediaRoute {
+    /// Where to send a datagram addressed to one of the server's announced ports (media
+    /// workers have consecutive ports on the same address).
+    pub fn toward_server(self, to: SocketAddr) -> SocketAddr {
+        if to.ip() == self.announced.ip() {
+            SocketAddr::new(self.reach.ip(), to.port())
+        } else {
+            to
+        }
+    }
+
+    /// The announced address a datagram from the server's real address stands for.
+    pub fn as_announced(self, from: SocketAddr) -> SocketAddr {
+        if from.ip() == self.reach.ip() {
+            SocketAddr::new(self.announced.ip(), from.port())
+        } else {
+            from
+        }
+    }
+
     pub fn new(bound: SocketAddr, announced: SocketAddr) -> MediaRoute {
         let ip = match bound.ip() {
             IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -233,7 +252,7 @@ async fn run(hub: Arc<Hub>, account: Account, code: String, clip: Arc<Clip>, rou
             } => {
                 if let (Ok((n, src)), Some(p)) = (r, peer.as_mut()) {
                     p.last_heard = Instant::now();
-                    let src = if src == route.reach { route.announced } else { src };
+                    let src = route.as_announced(src);
                     p.site.handle_receive(Instant::now(), src, &buf[..n]);
                 }
             }
@@ -286,11 +305,7 @@ fn lost(p: &Peer) -> Option<String> {
 
 fn flush(p: &mut Peer, route: MediaRoute) {
     while let Some(t) = p.site.poll_transmit() {
-        let to = if t.destination == route.announced {
-            route.reach
-        } else {
-            t.destination
-        };
+        let to = route.toward_server(t.destination);
         // UDP semantics: what the kernel cannot take now is dropped (NACK and PLI recover).
         let _ = p.socket.try_send_to(&t.contents, to);
     }
@@ -497,7 +512,9 @@ mod tests {
         let (cmd_tx, cmd_rx) = unbounded_channel();
         let (ev_tx, mut ev_rx) = unbounded_channel();
         tokio::spawn(driver::run(socket, media, conf, cmd_rx, ev_tx));
-        let hub = Hub::new(db.clone(), cmd_tx.clone()).await.unwrap();
+        let hub = Hub::new(db.clone(), driver::MediaRouter::new(vec![cmd_tx.clone()]))
+            .await
+            .unwrap();
         let h = hub.clone();
         tokio::spawn(async move {
             while let Some(ev) = ev_rx.recv().await {
