@@ -35,9 +35,13 @@ pub struct Config {
     pub initial_bitrate_bps: u64,
     /// Each peer receives the streams of at most this many others: the first to join the
     /// meeting. Until floor control decides who is seen, a meeting's first `view_size + 1` peers
-    /// are its speakers; the later ones receive them but are forwarded to nobody, and are asked
-    /// to pause their video ([`Output::SendVideo`]) so their uplinks carry only audio.
+    /// are its speakers; a later one is forwarded only to peers with a wider view (the
+    /// console), and when nobody receives it, it is asked to pause its video
+    /// ([`Output::SendVideo`]) so that its uplink carries only audio.
     pub view_size: usize,
+    /// The view of the control center's console, which watches the sites
+    /// ([`Conference::add_peer_viewing`]).
+    pub monitor_view: usize,
 }
 
 impl Default for Config {
@@ -48,6 +52,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(6),
             initial_bitrate_bps: 2_500_000,
             view_size: 8,
+            monitor_view: 24,
         }
     }
 }
@@ -216,8 +221,10 @@ struct Peer {
     loss_in: Option<f32>,
     loss_out: Option<f32>,
     jitter_ms: Option<f64>,
-    /// Whether anybody receives this peer's streams (it is among the meeting's speakers).
+    /// Whether anybody receives this peer's streams (it is in somebody's view).
     seen: bool,
+    /// How many others this peer receives.
+    view: usize,
 }
 
 /// A speaker of a meeting: its position in joining order, its id and the tracks it sends.
@@ -261,6 +268,11 @@ impl Conference {
         }
     }
 
+    /// The settings it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Number of live peers.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
@@ -283,6 +295,21 @@ impl Conference {
         meeting: MeetingId,
         stream: &str,
         offer_sdp: &str,
+    ) -> Result<(), MediaError> {
+        self.add_peer_viewing(now, peer, meeting, stream, offer_sdp, None)
+    }
+
+    /// [`Conference::add_peer`] with a view of its own: the peer receives up to `view` others
+    /// (None: [`Config::view_size`]). The control center's console uses a wider view
+    /// ([`Config::monitor_view`]) to watch the sites.
+    pub fn add_peer_viewing(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        meeting: MeetingId,
+        stream: &str,
+        offer_sdp: &str,
+        view: Option<usize>,
     ) -> Result<(), MediaError> {
         if self.peers.contains_key(&peer) {
             return Err(MediaError::DuplicatePeer(peer));
@@ -332,6 +359,7 @@ impl Conference {
                 loss_out: None,
                 jitter_ms: None,
                 seen: true,
+                view: view.unwrap_or(self.config.view_size),
             },
         );
         self.meetings.entry(meeting).or_default().push(peer);
@@ -371,25 +399,35 @@ impl Conference {
     /// Called whenever the meeting's peers or their tracks change; O(peers × view).
     fn reconcile(&mut self, meeting: MeetingId) {
         let order = self.meeting_peers(meeting).to_vec();
-        let n = self.config.view_size;
-        // The speakers (positions 0..=n) and the tracks they send.
+        let views: Vec<usize> = order
+            .iter()
+            .map(|id| self.peers.get(id).map_or(0, |p| p.view))
+            .collect();
+        let widest = views.iter().copied().max().unwrap_or(0);
+        // A source's rank among a receiver's others: its joining position, less the receiver's.
+        let rank = |pos: usize, r_pos: usize| if pos < r_pos { pos } else { pos - 1 };
+        // Whoever can be in some view (positions 0..=widest), and the tracks they send.
         let speakers: Vec<Speaker> = order
             .iter()
             .enumerate()
-            .take(n + 1)
+            .take(widest + 1)
             .filter_map(|(i, s)| {
                 let p = self.peers.get(s)?;
                 Some((i, *s, p.tracks_in.iter().map(|t| (t.mid, t.kind)).collect()))
             })
             .collect();
         for (r_pos, r) in order.iter().enumerate() {
+            let seen = r_pos <= widest
+                && views
+                    .iter()
+                    .enumerate()
+                    .any(|(x, v)| x != r_pos && rank(r_pos, x) < *v);
             let Some(p) = self.peers.get_mut(r) else {
                 continue;
             };
-            // A speaker's rank among the receiver's others decides whether it is in view.
             let wanted: Vec<&Speaker> = speakers
                 .iter()
-                .filter(|(pos, s, _)| *s != *r && (if *pos < r_pos { *pos } else { pos - 1 }) < n)
+                .filter(|(pos, s, _)| *s != *r && rank(*pos, r_pos) < p.view)
                 .collect();
             let in_view = |source: PeerId| wanted.iter().any(|(_, s, _)| *s == source);
             let before = p.tracks_out.len();
@@ -421,7 +459,6 @@ impl Conference {
             if changed {
                 self.dirty.push(*r);
             }
-            let seen = r_pos <= n;
             if p.seen != seen {
                 p.seen = seen;
                 self.out.push_back(Output::SendVideo { peer: *r, on: seen });

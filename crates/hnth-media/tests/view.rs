@@ -71,7 +71,8 @@ fn every_receiver_gets_the_first_speakers_and_the_others_pause() {
         );
     }
     for id in [1, 2, 3] {
-        assert_eq!(paused(&sim, id), None, "speaker {id} was never paused");
+        // (The first one alone was paused until the second arrived: nobody watched it.)
+        assert_ne!(paused(&sim, id), Some(true), "speaker {id} is not paused");
         assert!(!sim.site(id).video_paused());
     }
     for id in [4, 5] {
@@ -90,5 +91,44 @@ fn every_receiver_gets_the_first_speakers_and_the_others_pause() {
         for kind in [MediaKind::Audio, MediaKind::Video] {
             assert_eq!(receiving(&sim, rx, kind), set(from), "{kind:?} at {rx}");
         }
+    }
+}
+
+#[test]
+fn the_console_watches_every_site_and_then_nobody_pauses() {
+    let mut sim = Sim::new(Config {
+        view_size: 2,
+        ..Config::default()
+    });
+    // The control center's console (peer 100) joins first with a wide view, then five sites.
+    sim.add_site_viewing(100, 7, Sim::light_site(100), Some(24))
+        .expect("add console");
+    sim.run_for(Duration::from_millis(200));
+    let ids: [PeerId; 5] = [1, 2, 3, 4, 5];
+    for id in ids {
+        sim.add_site(id, 7, Sim::light_site(id)).expect("add site");
+        sim.run_for(Duration::from_millis(200));
+    }
+    assert!(sim.run_until(Duration::from_secs(10), |s| ids
+        .iter()
+        .chain([100].iter())
+        .all(|id| s.connected(*id))));
+    sim.run_for(Duration::from_secs(3));
+    for kind in [MediaKind::Audio, MediaKind::Video] {
+        assert_eq!(
+            receiving(&sim, 100, kind),
+            set(&ids),
+            "{kind:?} at the console"
+        );
+        // A site's view of 2: the console and the first site before it.
+        assert_eq!(receiving(&sim, 5, kind), set(&[100, 1]), "{kind:?} at 5");
+        assert_eq!(receiving(&sim, 1, kind), set(&[100, 2]), "{kind:?} at 1");
+    }
+    for id in ids {
+        assert_eq!(
+            paused(&sim, id),
+            None,
+            "the console sees {id}: never paused"
+        );
     }
 }

@@ -84,6 +84,8 @@ pub struct Media {
     /// How many other sites each participant receives (1 to 25): the meeting's first to join.
     /// Later sites are forwarded to nobody and pause their video until floor control lands.
     pub view_size: usize,
+    /// How many sites the control center's console receives (1 to 49), to watch them.
+    pub monitor_view: usize,
     /// Media worker threads, each with its own UDP port (bind's port, then the next ones);
     /// 0 = one per CPU core. Open every one of these ports in the firewall.
     pub workers: usize,
@@ -122,6 +124,7 @@ impl Default for Media {
             bind: "0.0.0.0:10000".parse().expect("literal"),
             announce: None,
             view_size: 8,
+            monitor_view: 24,
             workers: 0,
         }
     }
@@ -159,6 +162,13 @@ impl Settings {
                     let at = line.map(|l| format!(", line {l}")).unwrap_or_default();
                     anyhow::anyhow!("settings file {}{at}: {}", p.display(), e.message().trim())
                 })?;
+                if !(1..=49).contains(&s.media.monitor_view) {
+                    anyhow::bail!(
+                        "settings file {}: media.monitor_view must be 1 to 49, not {}",
+                        p.display(),
+                        s.media.monitor_view
+                    );
+                }
                 if !(1..=25).contains(&s.media.view_size) {
                     anyhow::bail!(
                         "settings file {}: media.view_size must be 1 to 25, not {}",

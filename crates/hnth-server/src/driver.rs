@@ -26,6 +26,8 @@ pub enum MediaCmd {
         meeting: MeetingId,
         stream: String,
         sdp: String,
+        /// The control center's console: it receives up to `monitor_view` sites.
+        monitor: bool,
     },
     Answer {
         peer: PeerId,
@@ -290,7 +292,12 @@ fn apply(conf: &mut Conference, cmd: MediaCmd, events: &UnboundedSender<MediaEve
             meeting,
             stream,
             sdp,
-        } => (peer, conf.add_peer(now, peer, meeting, &stream, &sdp), true),
+            monitor,
+        } => {
+            let view = monitor.then(|| conf.config().monitor_view);
+            let r = conf.add_peer_viewing(now, peer, meeting, &stream, &sdp, view);
+            (peer, r, true)
+        }
         MediaCmd::Answer { peer, seq, sdp } => {
             (peer, conf.handle_answer(now, peer, seq, &sdp), false)
         }
@@ -346,6 +353,7 @@ mod tests {
             meeting,
             stream: format!("s{peer}"),
             sdp: String::new(),
+            monitor: false,
         }
     }
 
@@ -377,10 +385,7 @@ mod tests {
         router.send(add(4, 8));
         let got = drain(&mut rxs);
         let w7 = got.iter().find(|(_, p)| *p == 1).unwrap().0;
-        assert!(got
-            .iter()
-            .filter(|(_, p)| *p <= 3)
-            .all(|(w, _)| *w == w7));
+        assert!(got.iter().filter(|(_, p)| *p <= 3).all(|(w, _)| *w == w7));
         assert_eq!(got.iter().find(|(_, p)| *p == 4).unwrap().0, 1 - w7);
         // Answers and removals follow their peer.
         router.send(MediaCmd::Answer {

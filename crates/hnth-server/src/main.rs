@@ -315,6 +315,7 @@ async fn serve(
         settings.media_workers(),
         hnth_media::Config {
             view_size: settings.media.view_size,
+            monitor_view: settings.media.monitor_view,
             ..Default::default()
         },
         ev_tx,

@@ -602,6 +602,8 @@ impl Hub {
             meeting: meeting as u64,
             stream,
             sdp,
+            // The control center watches the sites: a wider view than a site's.
+            monitor: kind == "control",
         });
         broadcast_participants(&g, meeting);
         Ok(())

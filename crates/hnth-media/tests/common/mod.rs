@@ -135,6 +135,17 @@ impl Sim {
         meeting: MeetingId,
         config: SiteConfig,
     ) -> Result<(), MediaError> {
+        self.add_site_viewing(id, meeting, config, None)
+    }
+
+    /// [`Sim::add_site`] with a view of its own (a console: `Some(24)`).
+    pub fn add_site_viewing(
+        &mut self,
+        id: PeerId,
+        meeting: MeetingId,
+        config: SiteConfig,
+        view: Option<usize>,
+    ) -> Result<(), MediaError> {
         let mut site = SyntheticSite::new(self.now, self.start, config);
         let offer = site.create_offer();
         self.by_addr.insert(site.config().local_addr, id);
@@ -151,7 +162,9 @@ impl Sim {
             },
         );
         let stream = format!("stream-{id}");
-        let r = self.conf.add_peer(self.now, id, meeting, &stream, &offer);
+        let r = self
+            .conf
+            .add_peer_viewing(self.now, id, meeting, &stream, &offer, view);
         if r.is_err() {
             self.sites.remove(&id);
         }
