@@ -146,8 +146,7 @@ fn forward_main(a: ForwardArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening {}", sock.local_addr()?)?;
     out.flush()?;
-    let st = forward::run(&cfg, &sock)?;
-    eprintln!("hnth-limit forward: {st:?}");
+    forward::run(&cfg, &sock)?; // its counters went to the driver with the answer to HNBY
     Ok(())
 }
 
@@ -183,33 +182,39 @@ fn run_main(a: RunArgs) -> Result<()> {
     };
     let forwarder: SocketAddrV4 = listen.parse()?;
 
-    let result = (|| -> Result<serde_json::Value> {
-        let mut b = blast::Blaster::connect(blast::Config {
-            forwarder,
-            bind_ip: a.peer_addr.unwrap_or(a.addr),
-            senders,
-            fanout: a.fanout,
-            profile: a.profile,
-            seed,
-            size: a.size,
-            verify_every: a.verify_every.max(1),
-        })?;
-        let head = json!({
-            "profile": a.profile.name(), "senders": senders, "fanout": a.fanout,
-            "size": a.size, "batch": a.batch, "pinned": pin,
-        });
-        let out = if a.max {
-            sweep(&mut b, &a, head)?
-        } else {
-            let s = b.step(a.pps_in, a.seconds)?;
-            let mut v = figures(&s, a.fanout);
-            merge(&mut v, &head);
-            v["mode"] = json!("run");
-            v
-        };
-        b.query(true)?;
-        Ok(out)
-    })();
+    let result =
+        (|| -> Result<serde_json::Value> {
+            let mut b = blast::Blaster::connect(blast::Config {
+                forwarder,
+                bind_ip: a.peer_addr.unwrap_or(a.addr),
+                senders,
+                fanout: a.fanout,
+                profile: a.profile,
+                seed,
+                size: a.size,
+                verify_every: a.verify_every.max(1),
+            })?;
+            let head = json!({
+                "profile": a.profile.name(), "senders": senders, "fanout": a.fanout,
+                "size": a.size, "batch": a.batch, "pinned": pin,
+            });
+            let out = if a.max {
+                sweep(&mut b, &a, head)?
+            } else {
+                let s = b.step(a.pps_in, a.seconds)?;
+                let mut v = figures(&s, a.fanout);
+                merge(&mut v, &head);
+                v["mode"] = json!("run");
+                v
+            };
+            b.query(true)?;
+            let mut out = out;
+            // Other work on the machine skews every figure; scripts can flag busy runs.
+            out["loadavg_1m"] = json!(std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok()));
+            Ok(out)
+        })();
     let status = match &result {
         Ok(_) => child.wait()?,
         Err(_) => {
@@ -265,20 +270,25 @@ fn figures(s: &blast::Step, fanout: u32) -> serde_json::Value {
         "verified": s.verified,
         "verify_failed": s.verify_failed,
         "fwd_in": s.fwd.forwarded_in,
+        "fwd_pps_in": s.fwd.forwarded_in as f64 / wall,
         "fwd_out": s.fwd.forwarded_out,
         "fwd_auth_failed": s.fwd.auth_failed,
         "fwd_unknown": s.fwd.unknown,
         "fwd_cpu_s": s.fwd_cpu_s,
         "fwd_cpu_share": s.fwd_cpu_s / wall,
         "us_per_out_packet": s.fwd_cpu_s * 1e6 / (s.received.max(1) as f64),
+        // what one full core would forward at this cost per packet
+        "pps_out_per_core": if s.fwd_cpu_s > 0.0 { s.received as f64 / s.fwd_cpu_s } else { 0.0 },
         "cpu_s_per_out_mbit": if mbit > 0.0 { s.fwd_cpu_s / mbit } else { 0.0 },
         "blaster_cpu_s": s.blaster_cpu_s,
         "blaster_cpu_share": s.blaster_cpu_s / wall,
     })
 }
 
-/// Raises the rate by `factor` per step until the forwarder uses ≥ 95 % of its core, loses more
-/// than 1 % of the copies, or the blaster cannot keep the rate (then the blaster is the limit).
+/// Raises the rate by `factor` per step until the forwarder uses ≥ 95 % of its core
+/// ("forwarder_cpu"), more than 1 % of the copies are lost before that ("loss": the forwarder's
+/// socket overflowed, e.g. while it waited for its CPU), or the blaster cannot keep the rate
+/// ("blaster").
 fn sweep(
     b: &mut blast::Blaster,
     a: &RunArgs,
@@ -306,8 +316,12 @@ fn sweep(
         let loss = v["loss"].as_f64().unwrap();
         let kept_rate = v["pps_in"].as_f64().unwrap() >= 0.95 * pps;
         steps.push(v);
-        if fwd_share >= 0.95 || loss > 0.01 {
-            limited_by = "forwarder";
+        if fwd_share >= 0.95 {
+            limited_by = "forwarder_cpu";
+            break;
+        }
+        if loss > 0.01 {
+            limited_by = "loss";
             break;
         }
         if !kept_rate {
@@ -329,9 +343,10 @@ fn sweep(
     let mut v = json!({
         "mode": "max",
         "max_pps_out": best["pps_out"],
-        "max_pps_in": best["pps_in"],
+        "max_pps_in": best["fwd_pps_in"],
         "max_mbit_out_per_s": best["mbit_out_per_s"],
         "us_per_out_packet": best["us_per_out_packet"],
+        "pps_out_per_core": best["pps_out_per_core"],
         "fwd_cpu_share": best["fwd_cpu_share"],
         "loss": best["loss"],
         "limited_by": limited_by,
@@ -344,76 +359,108 @@ fn sweep(
 fn print_table(v: &serde_json::Value) {
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     let u = |k: &str| v[k].as_u64().unwrap_or(0);
+    let pinned = if v["pinned"].as_bool() == Some(true) {
+        ", forwarder on CPU 0, blaster on CPU 1"
+    } else {
+        ""
+    };
     println!(
-        "hnth-limit: {} senders → fanout {}, {} B SRTP ({}), forwarder batch {}{}",
+        "hnth-limit: {} senders → fanout {}, {} B SRTP ({}), forwarder batch {}{pinned}",
         u("senders"),
         u("fanout"),
         u("size"),
         v["profile"].as_str().unwrap_or("?"),
         u("batch"),
-        if v["pinned"].as_bool() == Some(true) {
-            ", forwarder on CPU 0, blaster on CPU 1"
-        } else {
-            ""
-        },
     );
-    if v["mode"] == "max" {
-        println!("| figure | value |\n|---|---|");
-        println!(
-            "| max forwarded packets/s | {:.0} ({:.0} packets/s in, {:.0} Mbit/s out) |",
-            f("max_pps_out"),
-            f("max_pps_in"),
-            f("max_mbit_out_per_s")
-        );
-        println!(
-            "| forwarder CPU at that rate | {:.0} % of a core, {:.2} µs per forwarded packet |",
-            100.0 * f("fwd_cpu_share"),
-            f("us_per_out_packet")
-        );
-        println!("| loss at that rate | {:.2} % |", 100.0 * f("loss"));
-        println!(
-            "| limited by | {} |",
-            v["limited_by"].as_str().unwrap_or("?")
-        );
-        return;
-    }
+    let rows: Vec<(&str, String)> = if v["mode"] == "max" {
+        vec![
+            (
+                "max forwarded packets/s",
+                format!(
+                    "{:.0} ({:.0} packets/s in taken by the forwarder, {:.0} Mbit/s out)",
+                    f("max_pps_out"),
+                    f("max_pps_in"),
+                    f("max_mbit_out_per_s")
+                ),
+            ),
+            (
+                "forwarder CPU at that rate",
+                format!(
+                    "{:.0} % of a core, {:.2} µs per forwarded packet ({:.0} packets/s per core)",
+                    100.0 * f("fwd_cpu_share"),
+                    f("us_per_out_packet"),
+                    f("pps_out_per_core")
+                ),
+            ),
+            ("loss at that rate", format!("{:.2} %", 100.0 * f("loss"))),
+            (
+                "stopped by",
+                v["limited_by"].as_str().unwrap_or("?").to_string(),
+            ),
+        ]
+    } else {
+        vec![
+            (
+                "packets in/s",
+                format!(
+                    "{:.0} (target {:.0}; {} sent in {:.2} s)",
+                    f("pps_in"),
+                    f("pps_in_target"),
+                    u("sent"),
+                    f("wall_s")
+                ),
+            ),
+            (
+                "packets out/s",
+                format!("{:.0} ({:.1} Mbit/s)", f("pps_out"), f("mbit_out_per_s")),
+            ),
+            (
+                "loss",
+                format!(
+                    "{:.3} % ({} of {} copies received; {} decrypted and checked, {} failed)",
+                    100.0 * f("loss"),
+                    u("received"),
+                    u("expected"),
+                    u("verified"),
+                    u("verify_failed")
+                ),
+            ),
+            (
+                "forwarder CPU",
+                format!(
+                    "{:.3} s ({:.1} % of a core)",
+                    f("fwd_cpu_s"),
+                    100.0 * f("fwd_cpu_share")
+                ),
+            ),
+            (
+                "**CPU per forwarded packet**",
+                format!(
+                    "**{:.2} µs** ({:.0} packets/s per core)",
+                    f("us_per_out_packet"),
+                    f("pps_out_per_core")
+                ),
+            ),
+            (
+                "CPU per forwarded Mbit",
+                format!("{:.5} s", f("cpu_s_per_out_mbit")),
+            ),
+            (
+                "blaster CPU",
+                format!(
+                    "{:.3} s ({:.1} % of a core)",
+                    f("blaster_cpu_s"),
+                    100.0 * f("blaster_cpu_share")
+                ),
+            ),
+        ]
+    };
     println!("| figure | value |\n|---|---|");
+    for (k, x) in rows {
+        println!("| {k} | {x} |");
+    }
     println!(
-        "| packets in/s | {:.0} (target {:.0}; {} sent in {:.2} s) |",
-        f("pps_in"),
-        f("pps_in_target"),
-        u("sent"),
-        f("wall_s")
-    );
-    println!(
-        "| packets out/s | {:.0} ({:.1} Mbit/s) |",
-        f("pps_out"),
-        f("mbit_out_per_s")
-    );
-    println!(
-        "| loss | {:.3} % ({} of {} copies received; {} decrypted and checked, {} failed) |",
-        100.0 * f("loss"),
-        u("received"),
-        u("expected"),
-        u("verified"),
-        u("verify_failed")
-    );
-    println!(
-        "| forwarder CPU | {:.3} s ({:.1} % of a core) |",
-        f("fwd_cpu_s"),
-        100.0 * f("fwd_cpu_share")
-    );
-    println!(
-        "| **CPU per forwarded packet** | **{:.2} µs** |",
-        f("us_per_out_packet")
-    );
-    println!(
-        "| CPU per forwarded Mbit | {:.5} s |",
-        f("cpu_s_per_out_mbit")
-    );
-    println!(
-        "| blaster CPU | {:.3} s ({:.1} % of a core) |",
-        f("blaster_cpu_s"),
-        100.0 * f("blaster_cpu_share")
+        "| load average (1 min) at the end | {:.2} |",
+        f("loadavg_1m")
     );
 }
