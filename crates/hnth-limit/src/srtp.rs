@@ -373,6 +373,42 @@ mod tests {
         assert_eq!(&buf[..n], &expect[..]);
     }
 
+    /// AES_CM_128_HMAC_SHA1_80 with given session keys, against a packet computed independently
+    /// (Python `cryptography` AES-CTR + `hmac`/SHA-1, following RFC 3711 §4.1.1 and §4.2).
+    #[test]
+    fn aes_cm_hmac_sha1_vector() {
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        let key: Vec<u8> = (0..16).collect();
+        let mut salt = [0u8; 14];
+        salt.copy_from_slice(&(0xa0..0xae).collect::<Vec<u8>>());
+        let auth: Vec<u8> = (0x10..0x24).collect();
+        let k = Key {
+            profile: Profile::Cm128Sha1_80,
+            cipher: Cipher::Cm {
+                ctr: EncryptingKey::ctr(UnboundCipherKey::new(&AES_128, &key).unwrap()).unwrap(),
+                auth: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &auth),
+            },
+            salt,
+        };
+        let mut buf = hex("8060ffff00000001deadbeef");
+        buf.extend(0..40u8);
+        buf.resize(12 + 40 + 10, 0);
+        let h = parse_rtp(&buf).unwrap();
+        let n = k.protect(&mut buf, &h, 40, 5);
+        let expect = hex(
+            "8060ffff00000001deadbeefdf388b5fadd4718769eff8784c3cee7e0fd42977be9cce3a5bd97afff3e4\
+             ddfa13b3946fb0c68c0d8353e6757a3625ace427",
+        );
+        assert_eq!(&buf[..n], &expect[..]);
+        assert_eq!(k.unprotect(&mut buf, &h, 5), Some(40));
+        assert_eq!(&buf[12..52], &(0..40u8).collect::<Vec<u8>>()[..]);
+    }
+
     #[test]
     fn rollover_counter_follows_the_wrap() {
         let mut tx = SeqState::sender_at(65530);
