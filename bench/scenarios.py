@@ -37,6 +37,15 @@ def wait_healthy(proc, deadline_s, log):
             time.sleep(0.05)
 
 
+def udp_counters():
+    """The namespace's UDP counters (server and generator share it): datagrams the kernel
+    dropped because a socket's receive buffer was full, and send-buffer errors."""
+    with open("/proc/net/snmp") as f:
+        lines = [l.split() for l in f if l.startswith("Udp:")]
+    names, values = lines[0][1:], [int(v) for v in lines[1][1:]]
+    return dict(zip(names, values))
+
+
 def run_hnth(sites, secs, view, extra):
     data = tempfile.mkdtemp(prefix="hnth-scn-")
     log_path = os.path.join(data, "server.log")
@@ -48,11 +57,13 @@ def run_hnth(sites, secs, view, extra):
         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="warn"))
     try:
         wait_healthy(server, 60, log_path)
+        udp0 = udp_counters()
         run = subprocess.run(
             ["taskset", "-c", "1", os.path.join(REL, "hnth-bench"), "--server", f"http://{HTTP}",
              "--password", PW, "--sites", str(sites), "--view", str(view), "--duration", str(secs),
              "--server-pid", str(server.pid), *extra],
             capture_output=True, text=True)
+        udp1 = udp_counters()
     finally:
         server.terminate()
         server.wait(20)
@@ -65,6 +76,7 @@ def run_hnth(sites, secs, view, extra):
         print(run.stderr)
         sys.exit(f"hnth-bench gave no summary (exit {run.returncode}); server log {log_path}")
     summary["ok"] = run.returncode == 0
+    summary["kernel_udp"] = {k: udp1[k] - udp0[k] for k in ("InDatagrams", "RcvbufErrors", "SndbufErrors")}
     shutil.rmtree(data, ignore_errors=True)
     return summary, run.stdout
 
@@ -79,7 +91,7 @@ def run_limit(summary, secs):
     pps_in = max(int(pps_out / fanout), 1)
     limit = os.path.join(REL, "hnth-limit")
     run = subprocess.run([limit, "run", "--pps-in", str(pps_in), "--fanout", str(fanout), "--size", str(size),
-                          "--seconds", str(min(secs, 10)), "--addr", "10.77.0.1", "--json"],
+                          "--seconds", str(min(secs, 10)), "--addr", "10.77.0.1", "--peer-addr", "10.77.0.2", "--json"],
                          capture_output=True, text=True)
     for line in reversed(run.stdout.splitlines()):
         line = line.strip()
@@ -114,8 +126,8 @@ def main():
     print()
     print("| sites | receives | fwd pkt/s | fwd Mbit/s | hnth µs/pkt | hnth CPU s/Mbit | hnth % core"
           " | limit µs/pkt | hnth/limit | RSS MiB/site | audio p50/p99 ms | video p50/p99 ms"
-          " | join p50/p99 ms | loss a/v % | generator % core | complete |")
-    print("|" + "---|" * 16)
+          " | join p50/p99 ms | loss a/v % | kernel drops | generator % core | complete |")
+    print("|" + "---|" * 17)
     for r in rows:
         s = r.get("server") or {}
         g = r.get("generator") or {}
@@ -131,6 +143,7 @@ def main():
               f"| {fmt(r['video']['delay_ms_p50'])}/{fmt(r['video']['delay_ms_p99'])} "
               f"| {fmt(r['join_ms']['p50'], '.0f')}/{fmt(r['join_ms']['p99'], '.0f')} "
               f"| {fmt(r['audio']['loss_pct'], '.2f')}/{fmt(r['video']['loss_pct'], '.2f')} "
+              f"| {r['kernel_udp']['RcvbufErrors'] + r['kernel_udp']['SndbufErrors']} "
               f"| {fmt(g.get('core_pct'), '.0f')} | {r['complete_sites']}/{r['sites']} |")
 
 
