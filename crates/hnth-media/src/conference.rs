@@ -322,6 +322,10 @@ impl Conference {
             .set_local_ice_credentials(creds.clone())
             .set_stats_interval(Some(Duration::from_secs(1)))
             .enable_bwe(Some(Bitrate::bps(self.config.initial_bitrate_bps)))
+            // Resend history per outgoing video stream, in packets. str0m keeps 1000 by default:
+            // 8 videos × 1000 × ~1.2 kB is ~10 MB per receiver. 256 packets are 1.7 s at the
+            // top layer's 150 packets/s, many round trips for a NACK.
+            .set_send_buffer_video(256)
             .build(now);
         for addr in &self.config.candidates {
             let c = Candidate::host(*addr, "udp")
