@@ -125,9 +125,9 @@ def main():
 
     print()
     print("| sites | receives | fwd pkt/s | fwd Mbit/s | hnth µs/pkt | hnth CPU s/Mbit | hnth % core"
-          " | limit µs/pkt | hnth/limit | RSS MiB/site | audio p50/p99 ms | video p50/p99 ms"
+          " | limit µs/pkt | hnth/limit | RSS MiB/site | audio p50/p99 ms | video p50/p99 ms | steady audio p99 / video p99 ms"
           " | join p50/p99 ms | loss a/v % | kernel drops | generator % core | complete |")
-    print("|" + "---|" * 17)
+    print("|" + "---|" * 18)
     for r in rows:
         s = r.get("server") or {}
         g = r.get("generator") or {}
@@ -141,6 +141,7 @@ def main():
               f"| {fmt(s.get('rss_mib_per_site'), '.2f')} "
               f"| {fmt(r['audio']['delay_ms_p50'])}/{fmt(r['audio']['delay_ms_p99'])} "
               f"| {fmt(r['video']['delay_ms_p50'])}/{fmt(r['video']['delay_ms_p99'])} "
+              f"| {fmt(r['audio']['steady_ms_p99'])} / {fmt(r['video']['steady_ms_p99'])} "
               f"| {fmt(r['join_ms']['p50'], '.0f')}/{fmt(r['join_ms']['p99'], '.0f')} "
               f"| {fmt(r['audio']['loss_pct'], '.2f')}/{fmt(r['video']['loss_pct'], '.2f')} "
               f"| {r['kernel_udp']['RcvbufErrors'] + r['kernel_udp']['SndbufErrors']} "

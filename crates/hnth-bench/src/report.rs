@@ -87,6 +87,8 @@ pub fn print(
     let (mut sum_a_frames, mut sum_a_lost, mut sum_v_frames, mut sum_v_lost) = (0, 0, 0, 0);
     let mut all_audio = Vec::new();
     let mut all_video = Vec::new();
+    let mut steady_audio = Vec::new();
+    let mut steady_video = Vec::new();
     let mut joins = Vec::new();
     println!();
     println!(
@@ -147,11 +149,13 @@ pub fn print(
                     a_frames += t.frames;
                     a_lost += t.missing;
                     a_delays.extend_from_slice(&t.delays_us);
+                    steady_audio.extend_from_slice(&t.steady_delays_us);
                 }
                 MediaKind::Video => {
                     v_frames += t.frames;
                     v_lost += t.missing;
                     v_delays.extend_from_slice(&t.delays_us);
+                    steady_video.extend_from_slice(&t.steady_delays_us);
                 }
             }
         }
@@ -210,9 +214,11 @@ pub fn print(
         "join_ms": {"p50": p(&mut joins, 50.0), "p99": p(&mut joins, 99.0),
                     "max": joins.iter().max().map(|u| *u as f64 / 1000.0)},
         "audio": {"frames": sum_a_frames, "loss_pct": loss(sum_a_lost, sum_a_frames),
-                  "delay_ms_p50": p(&mut all_audio, 50.0), "delay_ms_p99": p(&mut all_audio, 99.0)},
+                  "delay_ms_p50": p(&mut all_audio, 50.0), "delay_ms_p99": p(&mut all_audio, 99.0),
+                  "steady_ms_p50": p(&mut steady_audio, 50.0), "steady_ms_p99": p(&mut steady_audio, 99.0)},
         "video": {"frames": sum_v_frames, "loss_pct": loss(sum_v_lost, sum_v_frames),
-                  "delay_ms_p50": p(&mut all_video, 50.0), "delay_ms_p99": p(&mut all_video, 99.0)},
+                  "delay_ms_p50": p(&mut all_video, 50.0), "delay_ms_p99": p(&mut all_video, 99.0),
+                  "steady_ms_p50": p(&mut steady_video, 50.0), "steady_ms_p99": p(&mut steady_video, 99.0)},
         "forwarded": {"packets": rx_packets, "bytes": rx_bytes,
                       "packets_per_s": rx_packets as f64 / window, "mbit_per_s": mbit / window},
         "sent_packets": tx_packets,
@@ -238,6 +244,13 @@ pub fn print(
         f(&summary["audio"]["delay_ms_p99"]),
         f(&summary["video"]["delay_ms_p50"]),
         f(&summary["video"]["delay_ms_p99"]),
+    );
+    println!(
+        "after the first 3 s of each track: audio delay p50 {} / p99 {} ms; video delay p50 {} / p99 {} ms",
+        f(&summary["audio"]["steady_ms_p50"]),
+        f(&summary["audio"]["steady_ms_p99"]),
+        f(&summary["video"]["steady_ms_p50"]),
+        f(&summary["video"]["steady_ms_p99"]),
     );
     println!(
         "loss: audio {} %, video {} %; forwarded {} packets ({:.0}/s, {:.1} Mbit/s) over {:.1} s",

@@ -271,7 +271,13 @@ pub struct RemoteTrack {
     pub last_frame_at: Option<Instant>,
     /// One-way delay of every stamped frame, in microseconds (meaningful with one clock).
     pub delays_us: Vec<u64>,
+    /// The same, only for frames received 3 s or more after the track's first frame: the
+    /// steady state, without the start (estimates ramping up, first layer switches).
+    pub steady_delays_us: Vec<u64>,
 }
+
+/// How long after a track's first frame its delays count as steady.
+pub const WARM_UP: Duration = Duration::from_secs(3);
 
 impl RemoteTrack {
     fn new(mid: Mid, kind: MediaKind, stream_id: String, track_id: String) -> Self {
@@ -297,6 +303,7 @@ impl RemoteTrack {
             first_frame_at: None,
             last_frame_at: None,
             delays_us: Vec::new(),
+            steady_delays_us: Vec::new(),
         }
     }
 
@@ -346,7 +353,14 @@ impl RemoteTrack {
             None => self.last_seq = Some(s.seq),
         }
         let now_us = now.saturating_duration_since(epoch).as_micros() as u64;
-        self.delays_us.push(now_us.saturating_sub(s.sent_us));
+        let delay = now_us.saturating_sub(s.sent_us);
+        self.delays_us.push(delay);
+        if self
+            .first_frame_at
+            .is_some_and(|f| now.duration_since(f) >= WARM_UP)
+        {
+            self.steady_delays_us.push(delay);
+        }
     }
 }
 
