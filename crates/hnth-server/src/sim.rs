@@ -524,12 +524,12 @@ mod tests {
         let started = start(
             hub.clone(),
             &db,
-            &["tinh-uy".to_string()],
+            &["tinh-uy".to_string(), "tp-bac-lieu".to_string()],
             MediaRoute::new(media, media),
         )
         .await
         .unwrap();
-        assert_eq!(started, ["Văn phòng Tỉnh ủy"]);
+        assert_eq!(started, ["Văn phòng Tỉnh ủy", "Thành phố Bạc Liêu"]);
 
         let (op_id,): (i64,) =
             sqlx::query_as("SELECT id FROM accounts WHERE username = 'dieuhanh'")
@@ -605,6 +605,21 @@ mod tests {
         expect(&hub, &mut rx, 20, "tinh-uy's media connected", |v| {
             site_media(v, "tinh-uy").as_deref() == Some("in_meeting/connected")
         })
+        .await;
+        // A second site, so that somebody receives tinh-uy (alone, it would be told to pause
+        // its video: nobody watches it).
+        let other = sites["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["code"] == "tp-bac-lieu")
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap();
+        hub.handle(
+            conn,
+            &json!({"type": "dial", "meeting": meeting, "site": other}).to_string(),
+        )
         .await;
         expect(
             &hub,
