@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{
-    Direction, Frequency, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer,
+    Direction, Frequency, MediaKind, MediaTime, Mid, Pt, Rid, Simulcast, SimulcastLayer,
 };
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
@@ -658,6 +658,20 @@ impl SyntheticSite {
         }
     }
 
+    /// The payload type of `codec` on track `mid`; None, counted as a write error, when the
+    /// track or the codec was not negotiated.
+    fn payload_type(&mut self, mid: Mid, codec: Codec) -> Option<Pt> {
+        let pt = self.rtc.writer(mid).and_then(|w| {
+            w.payload_params()
+                .find(|p| p.spec().codec == codec)
+                .map(|p| p.pt())
+        });
+        if pt.is_none() {
+            self.sent.write_errors += 1;
+        }
+        pt
+    }
+
     fn write_audio(&mut self, now: Instant, _due: Instant, mid: Mid) {
         let seq = self.sent.audio_packets as u32;
         let frame = match &self.config.clip {
@@ -670,15 +684,10 @@ impl SyntheticSite {
             ),
         };
         let time = MediaTime::new(u64::from(seq) * 960, Frequency::FORTY_EIGHT_KHZ);
-        let Some(w) = self.rtc.writer(mid) else {
+        let Some(pt) = self.payload_type(mid, Codec::Opus) else {
             return;
         };
-        let Some(pt) = w
-            .payload_params()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .map(|p| p.pt())
-        else {
-            self.sent.write_errors += 1;
+        let Some(w) = self.rtc.writer(mid) else {
             return;
         };
         match w.write(pt, now, time, frame) {
@@ -712,15 +721,10 @@ impl SyntheticSite {
             let frame = encode_video_frame(&self.stamp(now, i as u8, seq, keyframe), w, h, size);
             let len = frame.len() as u64;
             let rid: Rid = self.config.layers[i].rid.as_str().into();
-            let Some(mut writer) = self.rtc.writer(mid) else {
+            let Some(pt) = self.payload_type(mid, Codec::Vp8) else {
                 return;
             };
-            let Some(pt) = writer
-                .payload_params()
-                .find(|p| p.spec().codec == Codec::Vp8)
-                .map(|p| p.pt())
-            else {
-                self.sent.write_errors += 1;
+            let Some(mut writer) = self.rtc.writer(mid) else {
                 return;
             };
             if simulcast {
@@ -757,15 +761,10 @@ impl SyntheticSite {
             u64::from(seq) * 90_000 / u64::from(video.fps.max(1)),
             Frequency::NINETY_KHZ,
         );
-        let Some(writer) = self.rtc.writer(mid) else {
+        let Some(pt) = self.payload_type(mid, Codec::Vp8) else {
             return;
         };
-        let Some(pt) = writer
-            .payload_params()
-            .find(|p| p.spec().codec == Codec::Vp8)
-            .map(|p| p.pt())
-        else {
-            self.sent.write_errors += 1;
+        let Some(writer) = self.rtc.writer(mid) else {
             return;
         };
         match writer.write(pt, now, time, frame.data.clone()) {
