@@ -73,6 +73,8 @@ export class Live {
         const answer = await pc.createAnswer();
         await pc.setLocalDescription(answer);
         this.send({ type: 'answer', sdp: answer.sdp, seq: msg.seq });
+        // Applying a description turns simulcast layers back on: keep a pause in force.
+        if (this.hnth.sendVideo === false) await this.applySendVideo();
         return;
       }
       case 'send_video':
