@@ -12,6 +12,7 @@
 //! ```
 
 mod http;
+mod janus;
 mod report;
 mod site;
 
@@ -49,9 +50,15 @@ pub struct Opts {
     /// Base URL of the server's HTTP side (plain http://).
     #[arg(long, default_value = "http://127.0.0.1:18443")]
     pub server: String,
-    /// Password of the demo accounts (operator and site devices).
-    #[arg(long, env = "HNTH_DEMO_PASSWORD")]
+    /// Password of the demo accounts (operator and site devices); needed with --target hnth.
+    #[arg(long, env = "HNTH_DEMO_PASSWORD", default_value = "")]
     pub password: String,
+    /// The SFU to load: our server, or Janus's VideoRoom plugin for comparison (bench/janus.sh).
+    #[arg(long, value_enum, default_value_t = Target::Hnth)]
+    pub target: Target,
+    /// Janus's HTTP API (--target janus).
+    #[arg(long, default_value = "http://10.77.0.1:8088/janus")]
+    pub janus_url: String,
     /// Operator account that opens the meeting and dials the sites.
     #[arg(long, default_value = "dieuhanh")]
     pub operator: String,
@@ -77,6 +84,12 @@ pub struct Opts {
     pub smoke: bool,
 }
 
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Hnth,
+    Janus,
+}
+
 fn main() -> std::process::ExitCode {
     let mut opts = Opts::parse();
     if opts.smoke {
@@ -93,7 +106,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match rt.block_on(run(opts)) {
+    let result = match opts.target {
+        Target::Hnth => rt.block_on(run(opts)),
+        Target::Janus => rt.block_on(janus::run(opts)),
+    };
+    match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::from(1),
         Err(e) => {
@@ -105,6 +122,9 @@ fn main() -> std::process::ExitCode {
 
 /// Runs the benchmark; Ok(false) when media did not flow everywhere.
 async fn run(opts: Opts) -> anyhow::Result<bool> {
+    if opts.password.is_empty() {
+        bail!("--password (or HNTH_DEMO_PASSWORD) is required with --target hnth");
+    }
     if opts.sites < 2 || opts.sites > DEMO_SITES.len() {
         bail!(
             "--sites must be 2 to {} (the demo province's device accounts)",
