@@ -6,7 +6,7 @@ over the media window only (not the logins), then one table row from the generat
 BENCH-JSON line. With --limit, the minimal SRTP forwarder (`hnth-limit`) runs under the same
 packet load right after each row, so the table shows hnth / limit in the same run.
 
-    python3 bench/scenarios.py --sites 9,10,25,50 --seconds 20 [--view 8] [--limit]
+    python3 bench/scenarios.py --sites 9,10,25,50 --seconds 20 [--view 8] [--limit] [--janus]
 """
 
 import argparse
@@ -81,6 +81,44 @@ def run_hnth(sites, secs, view, extra):
     return summary, run.stdout
 
 
+def run_janus(sites, secs, substream):
+    """The same synthetic sites through Janus's VideoRoom (bench/janus/), same pinning."""
+    data = tempfile.mkdtemp(prefix="hnth-scn-janus-")
+    conf = os.path.join(REPO, "bench/janus")
+    url = "http://10.77.0.1:8088/janus"
+    log_path = os.path.join(data, "janus.log")
+    janus = subprocess.Popen(["taskset", "-c", "0", "janus", "-F", conf, "-C", os.path.join(conf, "janus.jcfg")],
+                             stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # wait for Janus's HTTP API with a deadline
+            try:
+                urllib.request.urlopen(url + "/info", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or janus.poll() is not None:
+                    sys.exit(f"janus did not start; log in {log_path}")
+                time.sleep(0.05)
+        run = subprocess.run(
+            ["taskset", "-c", "1", os.path.join(REL, "hnth-bench"), "--target", "janus", "--janus-url", url,
+             "--sites", str(sites), "--duration", str(secs), "--server-pid", str(janus.pid),
+             "--janus-substream", str(substream)],
+            capture_output=True, text=True)
+    finally:
+        janus.terminate()
+        try:
+            janus.wait(10)
+        except subprocess.TimeoutExpired:
+            janus.kill()
+    for line in run.stdout.splitlines():
+        if line.startswith("BENCH-JSON "):
+            summary = json.loads(line.split(" ", 1)[1])
+            summary["ok"] = run.returncode == 0
+            return summary
+    print(run.stdout, run.stderr)
+    return None
+
+
 def run_limit(summary, secs):
     """The minimal forwarder under the same packet load: same forwarded packets per second,
     same fan-out and mean packet size as the SFU row."""
@@ -111,6 +149,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--view", type=int, default=8)
     ap.add_argument("--limit", action="store_true", help="also run hnth-limit at the same load")
+    ap.add_argument("--janus", action="store_true", help="also run the same sites through Janus")
+    ap.add_argument("--janus-substream", type=int, default=1,
+                    help="the layer Janus forwards (0 q, 1 h, 2 f); hnth chooses by estimate")
     ap.add_argument("--verbose", action="store_true", help="print the generator's full output")
     args, extra = ap.parse_known_args()
     rows = []
@@ -120,6 +161,7 @@ def main():
         if args.verbose:
             print(out)
         summary["limit"] = run_limit(summary, args.seconds) if args.limit else None
+        summary["janus"] = run_janus(n, args.seconds, args.janus_substream) if args.janus else None
         rows.append(summary)
         print("    " + json.dumps(summary), flush=True)
 
@@ -146,6 +188,25 @@ def main():
               f"| {fmt(r['audio']['loss_pct'], '.2f')}/{fmt(r['video']['loss_pct'], '.2f')} "
               f"| {r['kernel_udp']['RcvbufErrors'] + r['kernel_udp']['SndbufErrors']} "
               f"| {fmt(g.get('core_pct'), '.0f')} | {r['complete_sites']}/{r['sites']} |")
+    if any(r.get("janus") for r in rows):
+        print()
+        print("| sites | Janus fwd pkt/s | Janus fwd Mbit/s | Janus µs/pkt | hnth µs/pkt | hnth/Janus | Janus % core"
+              " | Janus RSS MiB/site | Janus audio p50/p99 ms | Janus video p50/p99 ms | Janus loss a/v %"
+              " | generator % core | complete |")
+        print("|" + "---|" * 13)
+        for r in rows:
+            j = r.get("janus")
+            if not j:
+                continue
+            js, hs = j.get("server") or {}, r.get("server") or {}
+            ratio = (hs.get("us_per_packet") / js["us_per_packet"]) if js.get("us_per_packet") and hs.get("us_per_packet") else None
+            print(f"| {j['sites']} | {j['forwarded']['packets_per_s']:.0f} | {j['forwarded']['mbit_per_s']:.1f} "
+                  f"| {fmt(js.get('us_per_packet'))} | {fmt(hs.get('us_per_packet'))} | {fmt(ratio, '.2f')} "
+                  f"| {fmt(js.get('core_pct'), '.0f')} | {fmt(js.get('rss_mib_per_site'), '.2f')} "
+                  f"| {fmt(j['audio']['delay_ms_p50'])}/{fmt(j['audio']['delay_ms_p99'])} "
+                  f"| {fmt(j['video']['delay_ms_p50'])}/{fmt(j['video']['delay_ms_p99'])} "
+                  f"| {fmt(j['audio']['loss_pct'], '.2f')}/{fmt(j['video']['loss_pct'], '.2f')} "
+                  f"| {fmt((j.get('generator') or {}).get('core_pct'), '.0f')} | {j['complete_sites']}/{j['sites']} |")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ pub fn host_port(url: &str) -> anyhow::Result<String> {
     })
 }
 
-async fn request(host: &str, head: &str, body: &str) -> anyhow::Result<(u16, String)> {
+pub async fn request(host: &str, head: &str, body: &str) -> anyhow::Result<(u16, String)> {
     let mut s = TcpStream::connect(host)
         .await
         .with_context(|| format!("connect {host}"))?;

@@ -12,6 +12,7 @@
 //! ```
 
 mod http;
+mod janus;
 mod report;
 mod site;
 
@@ -50,9 +51,19 @@ pub struct Opts {
     /// Base URL of the server's HTTP side (plain http://).
     #[arg(long, default_value = "http://127.0.0.1:18443")]
     pub server: String,
-    /// Password of the demo accounts (operator and site devices).
-    #[arg(long, env = "HNTH_DEMO_PASSWORD")]
+    /// Password of the demo accounts (operator and site devices); needed with --target hnth.
+    #[arg(long, env = "HNTH_DEMO_PASSWORD", default_value = "")]
     pub password: String,
+    /// The SFU to load: our server, or Janus's VideoRoom plugin for comparison (bench/janus.sh).
+    #[arg(long, value_enum, default_value_t = Target::Hnth)]
+    pub target: Target,
+    /// Janus's HTTP API (--target janus).
+    #[arg(long, default_value = "http://10.77.0.1:8088/janus")]
+    pub janus_url: String,
+    /// The simulcast layer Janus forwards to every subscriber: 0 = q (150 kbit/s), 1 = h
+    /// (500 kbit/s), 2 = f (1.5 Mbit/s). hnth chooses per receiver from its estimate.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub janus_substream: u8,
     /// Operator account that opens the meeting and dials the sites.
     #[arg(long, default_value = "dieuhanh")]
     pub operator: String,
@@ -90,6 +101,12 @@ pub struct Opts {
     pub smoke: bool,
 }
 
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Hnth,
+    Janus,
+}
+
 fn main() -> std::process::ExitCode {
     let mut opts = Opts::parse();
     if opts.smoke {
@@ -106,7 +123,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match rt.block_on(run(opts)) {
+    let result = match opts.target {
+        Target::Hnth => rt.block_on(run(opts)),
+        Target::Janus => rt.block_on(janus::run(opts)),
+    };
+    match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::from(1),
         Err(e) => {
@@ -118,6 +139,9 @@ fn main() -> std::process::ExitCode {
 
 /// Runs the benchmark; Ok(false) when media did not flow everywhere.
 async fn run(opts: Opts) -> anyhow::Result<bool> {
+    if opts.password.is_empty() {
+        bail!("--password (or HNTH_DEMO_PASSWORD) is required with --target hnth");
+    }
     if opts.sites < 2 || opts.sites > 1000 {
         bail!("--sites must be 2 to 1000");
     }

@@ -109,11 +109,12 @@ pub fn print(
         );
     }
     for o in outcomes {
-        let others: Vec<u64> = ids
-            .iter()
-            .copied()
-            .filter(|i| *i != o.site_id as u64)
-            .collect();
+        let others: Vec<u64> = o.expected_senders.clone().unwrap_or_else(|| {
+            ids.iter()
+                .copied()
+                .filter(|i| *i != o.site_id as u64)
+                .collect()
+        });
         let flowing = |kind: MediaKind, from: u64| {
             o.remote
                 .iter()

@@ -19,7 +19,8 @@ pub struct SiteSpec {
     pub username: String,
 }
 
-/// What one site saw, for the report.
+/// What one site saw, for the report (both targets: `site::run` and `janus::run`).
+#[derive(Default)]
 pub struct SiteOutcome {
     pub username: String,
     pub site_id: i64,
@@ -37,6 +38,8 @@ pub struct SiteOutcome {
     /// stream id -> site name, from the last `participants`.
     pub participants: BTreeMap<String, String>,
     pub errors: Vec<String>,
+    /// Site ids this site should receive from; None: every other site.
+    pub expected_senders: Option<Vec<u64>>,
 }
 
 pub async fn run(
@@ -80,6 +83,7 @@ pub async fn run(
         video_paused: false,
         participants: BTreeMap::new(),
         errors: Vec::new(),
+        expected_senders: None,
     };
     let mut site: Option<SyntheticSite> = None;
     let mut buf = vec![0u8; 2048];
