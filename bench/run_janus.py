@@ -1,6 +1,6 @@
 """Driver of bench/janus.sh (inside the namespace): Janus on CPU 0, load generator on CPU 1.
 
-Same measurement as run_sites.py: Janus's utime+stime and RSS from /proc before and after the
+Janus's utime+stime and RSS from /proc before and after the
 generator's run; forwarded packets = packets the sites received (the rx_pkts column)."""
 
 import os
