@@ -540,6 +540,26 @@ impl Conference {
         destination: SocketAddr,
         buf: &[u8],
     ) {
+        self.receive(now, source, destination, buf);
+        self.drive(now);
+    }
+
+    /// Several datagrams arrived (a `recvmmsg` batch): each is handed to its peer first, and
+    /// the peers are polled once for the whole batch rather than once per datagram.
+    pub fn handle_receive_batch<'a>(
+        &mut self,
+        now: Instant,
+        destination: SocketAddr,
+        datagrams: impl IntoIterator<Item = (SocketAddr, &'a [u8])>,
+    ) {
+        for (source, buf) in datagrams {
+            self.receive(now, source, destination, buf);
+        }
+        self.drive(now);
+    }
+
+    /// Hand one datagram to its peer's str0m instance, without polling it.
+    fn receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, buf: &[u8]) {
         let peer = match self.by_addr.get(&source) {
             Some(p) => *p,
             None => {
@@ -569,13 +589,11 @@ impl Conference {
         }
         if p.rtc.handle_input(input).is_err() {
             self.close(now, peer, CloseReason::ProtocolError);
-            self.drive(now);
             return;
         }
         p.last_rx = now;
         self.by_addr.entry(source).or_insert(peer);
         self.dirty.push(peer);
-        self.drive(now);
     }
 
     /// Time passes: drive timers of every peer that asked for it, and expire dead peers.

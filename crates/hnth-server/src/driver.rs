@@ -253,10 +253,7 @@ pub async fn run(
                 for _ in 0..RECV_ROUNDS {
                     match rx.recv(&socket) {
                         Ok(n) => {
-                            let now = Instant::now();
-                            for (src, data) in rx.datagrams() {
-                                conf.handle_receive(now, src, destination, data);
-                            }
+                            conf.handle_receive_batch(Instant::now(), destination, rx.datagrams());
                             if n < BATCH {
                                 break;
                             }
