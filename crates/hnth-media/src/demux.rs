@@ -1,4 +1,4 @@
-//! O(1) demultiplexing of the one UDP port: packets are routed by source address once known,
+//! O(1) demultiplexing of a media worker's UDP port: packets are routed by source address once known,
 //! and the first STUN binding request of a peer is routed by its ICE username.
 //!
 //! Written by hand because str0m only offers `Rtc::accepts`, which would mean asking every peer

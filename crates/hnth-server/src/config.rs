@@ -76,7 +76,7 @@ pub enum TlsMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Media {
-    /// The one UDP port all media uses.
+    /// The first media port; media worker `i` uses this port + i.
     pub bind: SocketAddr,
     /// The address sites reach the server at (the host candidate in every answer). Default: the
     /// bind address if it is specific, else the machine's first non-loopback IPv4 address.
