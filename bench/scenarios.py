@@ -150,21 +150,38 @@ def main():
     ap.add_argument("--view", type=int, default=8)
     ap.add_argument("--limit", action="store_true", help="also run hnth-limit at the same load")
     ap.add_argument("--janus", action="store_true", help="also run the same sites through Janus")
+    ap.add_argument("--janus-only", action="store_true", help="only Janus (no hnth, no limit)")
     ap.add_argument("--janus-substream", type=int, default=1,
                     help="the layer Janus forwards (0 q, 1 h, 2 f); hnth chooses by estimate")
     ap.add_argument("--verbose", action="store_true", help="print the generator's full output")
     args, extra = ap.parse_known_args()
     rows = []
+    ok = True
     for n in [int(x) for x in args.sites.split(",")]:
         print(f"--- {n} sites, view {args.view}, {args.seconds:.0f} s", flush=True)
+        if args.janus_only:
+            janus = run_janus(n, args.seconds, args.janus_substream)
+            ok &= bool(janus and janus["ok"])
+            rows.append({"sites": n, "janus": janus})
+            print("    " + json.dumps(janus), flush=True)
+            continue
         summary, out = run_hnth(n, args.seconds, args.view, extra)
         if args.verbose:
             print(out)
         summary["limit"] = run_limit(summary, args.seconds) if args.limit else None
         summary["janus"] = run_janus(n, args.seconds, args.janus_substream) if args.janus else None
         rows.append(summary)
+        ok &= summary["ok"]
         print("    " + json.dumps(summary), flush=True)
 
+    if not args.janus_only:
+        print_hnth(rows)
+    print_janus(rows)
+    # Non-zero when media did not flow everywhere in some run (the tables say where).
+    sys.exit(0 if ok else 1)
+
+
+def print_hnth(rows):
     print()
     print("| sites | receives | fwd pkt/s | fwd Mbit/s | hnth µs/pkt | hnth CPU s/Mbit | hnth % core"
           " | limit µs/pkt | hnth/limit | RSS MiB/site | audio p50/p99 ms | video p50/p99 ms | steady audio p99 / video p99 ms"
@@ -188,6 +205,9 @@ def main():
               f"| {fmt(r['audio']['loss_pct'], '.2f')}/{fmt(r['video']['loss_pct'], '.2f')} "
               f"| {r['kernel_udp']['RcvbufErrors'] + r['kernel_udp']['SndbufErrors']} "
               f"| {fmt(g.get('core_pct'), '.0f')} | {r['complete_sites']}/{r['sites']} |")
+
+
+def print_janus(rows):
     if any(r.get("janus") for r in rows):
         print()
         print("| sites | Janus fwd pkt/s | Janus fwd Mbit/s | Janus µs/pkt | hnth µs/pkt | hnth/Janus | Janus % core"
