@@ -214,6 +214,17 @@ struct Peer {
 }
 
 impl Peer {
+    /// Add this peer connection's datagram counters and str0m error to the site's outcome.
+    fn add_to(&self, o: &mut SiteOutcome, role: &str) {
+        o.udp_rx_packets += self.rx_packets;
+        o.udp_rx_bytes += self.rx_bytes;
+        o.udp_tx_packets += self.tx_packets;
+        o.udp_tx_errors += self.tx_errors;
+        if let Some(e) = self.site.error() {
+            o.errors.push(format!("{role} str0m: {e}"));
+        }
+    }
+
     async fn bind(opts: &Opts) -> anyhow::Result<(UdpSocket, SocketAddr)> {
         let socket = UdpSocket::bind((opts.bind_ip, 0))
             .await
@@ -471,13 +482,7 @@ async fn run_site(i: usize, ctx: Arc<Ctx>) -> JanusOutcome {
         Ok(p) => {
             o.connected_at = p.site.connected_at();
             o.sent = p.site.sent().clone();
-            o.udp_rx_packets += p.rx_packets;
-            o.udp_rx_bytes += p.rx_bytes;
-            o.udp_tx_packets += p.tx_packets;
-            o.udp_tx_errors += p.tx_errors;
-            if let Some(e) = p.site.error() {
-                o.errors.push(format!("publisher str0m: {e}"));
-            }
+            p.add_to(o, "publisher");
         }
         Err(e) => o.errors.push(format!("publisher: {e:#}")),
     }
@@ -485,13 +490,7 @@ async fn run_site(i: usize, ctx: Arc<Ctx>) -> JanusOutcome {
         Ok(s) => {
             o.remote = s.site.remote_tracks().values().cloned().collect();
             o.offers_answered = 1;
-            o.udp_rx_packets += s.rx_packets;
-            o.udp_rx_bytes += s.rx_bytes;
-            o.udp_tx_packets += s.tx_packets;
-            o.udp_tx_errors += s.tx_errors;
-            if let Some(e) = s.site.error() {
-                o.errors.push(format!("subscriber str0m: {e}"));
-            }
+            s.add_to(o, "subscriber");
         }
         Err(e) => o.errors.push(format!("subscriber: {e:#}")),
     }
