@@ -214,6 +214,17 @@ struct Peer {
 }
 
 impl Peer {
+    fn new(site: SyntheticSite, socket: UdpSocket) -> Peer {
+        Peer {
+            site,
+            socket,
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_errors: 0,
+        }
+    }
+
     /// Add this peer connection's datagram counters and str0m error to the site's outcome.
     fn add_to(&self, o: &mut SiteOutcome, role: &str) {
         o.udp_rx_packets += self.rx_packets;
@@ -324,14 +335,7 @@ async fn publisher(i: usize, ctx: Arc<Ctx>, out: Arc<Mutex<JanusOutcome>>) -> an
     // the next timeout of a fresh Rtc is far away and ICE never starts.
     site.handle_timeout(now);
     let offer = site.create_offer();
-    let mut peer = Peer {
-        site,
-        socket,
-        rx_packets: 0,
-        rx_bytes: 0,
-        tx_packets: 0,
-        tx_errors: 0,
-    };
+    let mut peer = Peer::new(site, socket);
     out.lock().unwrap().times.publish_at = Instant::now();
     let body = json!({
         "request": "joinandconfigure", "room": ctx.room, "ptype": "publisher",
@@ -427,14 +431,7 @@ async fn subscriber(
     let answer = site
         .handle_offer(now, offer)
         .map_err(|e| anyhow::anyhow!("subscriber offer: {e}"))?;
-    let mut peer = Peer {
-        site,
-        socket,
-        rx_packets: 0,
-        rx_bytes: 0,
-        tx_packets: 0,
-        tx_errors: 0,
-    };
+    let mut peer = Peer::new(site, socket);
     let jsep = json!({"type": "answer", "sdp": answer, "trickle": false});
     let janus = ctx.janus.clone();
     peer.run_until(janus.message(handle, json!({"request": "start"}), Some(jsep)))

@@ -260,17 +260,32 @@ pub async fn create_account(
     unit_id: Option<i64>,
 ) -> anyhow::Result<i64> {
     check_password_strength(password)?;
+    let hash = hash_password(password);
+    insert_account(db, username, display_name, &hash, role, site_id, unit_id).await
+}
+
+/// Insert an account whose password is already hashed (argon2id PHC string), on a pool or
+/// inside a transaction.
+pub async fn insert_account<'e>(
+    ex: impl sqlx::SqliteExecutor<'e>,
+    username: &str,
+    display_name: &str,
+    password_hash: &str,
+    role: Role,
+    site_id: Option<i64>,
+    unit_id: Option<i64>,
+) -> anyhow::Result<i64> {
     let id = sqlx::query(
         "INSERT INTO accounts (username, display_name, password_hash, role, site_id, unit_id, created_at) VALUES (?,?,?,?,?,?,?)",
     )
     .bind(username)
     .bind(display_name)
-    .bind(hash_password(password))
+    .bind(password_hash)
     .bind(role.as_str())
     .bind(site_id)
     .bind(unit_id)
     .bind(now())
-    .execute(db)
+    .execute(ex)
     .await?
     .last_insert_rowid();
     Ok(id)

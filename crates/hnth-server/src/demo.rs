@@ -263,28 +263,20 @@ pub async fn seed_bench_sites(db: &SqlitePool, password: &str, n: usize) -> anyh
             .execute(&mut *tx)
             .await?
             .last_insert_rowid();
-        sqlx::query(
-            "INSERT INTO accounts (username, display_name, password_hash, role, site_id, created_at) VALUES (?,?,?,?,?,?)",
+        auth::insert_account(
+            &mut *tx,
+            &format!("dc-{code}"),
+            &format!("Thiết bị điểm cầu {name}"),
+            &hash,
+            Role::SiteDevice,
+            Some(site_id),
+            None,
         )
-        .bind(format!("dc-{code}"))
-        .bind(format!("Thiết bị điểm cầu {name}"))
-        .bind(&hash)
-        .bind(Role::SiteDevice.as_str())
-        .bind(site_id)
-        .bind(chrono_now())
-        .execute(&mut *tx)
         .await?;
         added += 1;
     }
     tx.commit().await?;
     Ok(added)
-}
-
-fn chrono_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// The demo password: the one given, or the one generated on the first run and kept in the
