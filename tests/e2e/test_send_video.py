@@ -58,12 +58,21 @@ def test_a_site_nobody_receives_pauses_its_camera_and_resumes(inside_netns):
                  detail=lambda: {c: [encodings(c), pages[c].hnth("sendVideo")] for c in ORDER})
         for code in ORDER[:-1]:
             assert encodings(code) and all(encodings(code)), f"{code} is received: its video stays on"
+        # The site's screen says so, in Vietnamese; the others show no such notice.
+        notice = wait_for(lambda: pages[last].js("const e = document.getElementById('video-paused');"
+                                                 "return e && !e.hidden ? e.textContent : null;"),
+                          T_SIGNAL, f"the paused notice on {last}'s screen")
+        assert "tạm dừng" in notice, notice
+        for code in ORDER[:-1]:
+            assert pages[code].js("return document.getElementById('video-paused').hidden;"), code
 
         # The first site hangs up: the last one is received again and turns its video back on.
         op.send({"type": "hangup", "meeting": meeting, "site": ids[ORDER[0]]})
         wait_for(lambda: encodings(last) and all(encodings(last)), T_SIGNAL,
                  f"{last}'s video encodings back on",
                  detail=lambda: {c: encodings(c) for c in ORDER})
+        wait_for(lambda: pages[last].js("return document.getElementById('video-paused').hidden;"),
+                 T_SIGNAL, f"the paused notice gone from {last}'s screen")
         op.close()
     finally:
         f.quit_all()

@@ -34,6 +34,7 @@ const live = new Live({
         idle.hidden = true;
         liveEl.hidden = false;
         banner.textContent = msg.meeting.title;
+        document.getElementById('video-paused').hidden = true;
         await live.startMedia(msg.meeting);
         break;
       case 'alert': {
@@ -42,6 +43,9 @@ const live = new Live({
         el.hidden = false;
         break;
       }
+      case 'send_video':
+        document.getElementById('video-paused').hidden = msg.on !== false;
+        break;
       case 'leave':
         live.stopMedia();
         setIdle();
