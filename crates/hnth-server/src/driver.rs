@@ -15,7 +15,7 @@ use hnth_media::{CloseReason, Conference, LinkStats, MediaError, MeetingId, Outp
 use str0m::net::Transmit;
 use tokio::net::UdpSocket;
 
-use crate::udp_batch::{send_all, RecvBatch, BATCH};
+use crate::udp_batch::{RecvBatch, SendBatch, BATCH};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// What signaling asks of the media core.
@@ -235,9 +235,10 @@ pub async fn run(
     events: UnboundedSender<MediaEvent>,
 ) {
     let mut rx = RecvBatch::default();
+    let mut out = SendBatch::default();
     let mut tx: Vec<Transmit> = Vec::with_capacity(BATCH * 4);
     loop {
-        flush(&socket, &mut conf, &events, &mut tx);
+        flush(&socket, &mut conf, &events, &mut tx, &mut out);
         let now = Instant::now();
         let deadline = conf
             .poll_timeout()
@@ -310,6 +311,7 @@ fn flush(
     conf: &mut Conference,
     events: &UnboundedSender<MediaEvent>,
     tx: &mut Vec<Transmit>,
+    out: &mut SendBatch,
 ) {
     while let Some(out) = conf.poll_output() {
         let ev = match out {
@@ -331,7 +333,7 @@ fn flush(
             .iter()
             .map(|t| (t.destination, &t.contents[..]))
             .collect();
-        let dropped = send_all(socket, &list);
+        let dropped = out.send_all(socket, &list);
         if dropped > 0 {
             tracing::trace!(dropped, "udp send buffer full");
         }

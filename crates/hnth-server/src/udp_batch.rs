@@ -88,56 +88,80 @@ impl RecvBatch {
     }
 }
 
-/// Send datagrams in batches of [`BATCH`]. UDP semantics: what the kernel cannot take now is
-/// dropped (the peers' NACK and keyframe machinery recovers). Returns how many were dropped.
-pub fn send_all(socket: &UdpSocket, datagrams: &[(SocketAddr, &[u8])]) -> usize {
-    let fd = socket.as_raw_fd();
-    let mut dropped = 0;
-    for chunk in datagrams.chunks(BATCH) {
-        let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
-        let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
-        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        for (i, (dest, data)) in chunk.iter().enumerate() {
-            let len = to_storage(dest, &mut addrs[i]);
-            iovecs[i] = libc::iovec {
-                iov_base: data.as_ptr() as *mut libc::c_void,
-                iov_len: data.len(),
-            };
-            msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
-            msgs[i].msg_hdr.msg_namelen = len;
-            msgs[i].msg_hdr.msg_iov = &mut iovecs[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-        }
-        let mut sent = 0;
-        while sent < chunk.len() {
-            // Called directly, not through tokio's readiness: the socket is non-blocking and
-            // the driver never waits for it to become writable.
-            // SAFETY: as for recvmmsg; the datagrams outlive the call.
-            let r = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    msgs[sent..].as_mut_ptr(),
-                    (chunk.len() - sent) as u32,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if r > 0 {
-                sent += r as usize;
-                continue;
-            }
-            let e = io::Error::last_os_error();
-            if r == 0 || e.kind() == io::ErrorKind::WouldBlock {
-                // The send buffer is full: the rest of this batch is dropped.
-                dropped += chunk.len() - sent;
-                break;
-            }
-            // This datagram is refused (e.g. an ICMP error reported late): skip it, go on.
-            tracing::trace!("udp sendmmsg: {e}");
-            dropped += 1;
-            sent += 1;
+/// Preallocated headers for `sendmmsg`, reused from one flush to the next.
+pub struct SendBatch {
+    addrs: Vec<libc::sockaddr_storage>,
+    iovecs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers inside the headers are written just before each `sendmmsg` and are
+// never read otherwise, so moving the batch to another thread between calls is sound.
+unsafe impl Send for SendBatch {}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        SendBatch {
+            // SAFETY: plain C structs; all zeroes is a valid value (null pointers, zero lengths).
+            addrs: vec![unsafe { zeroed() }; BATCH],
+            iovecs: vec![unsafe { zeroed() }; BATCH],
+            msgs: vec![unsafe { zeroed() }; BATCH],
         }
     }
-    dropped
+}
+
+impl SendBatch {
+    /// Send datagrams in batches of [`BATCH`]. UDP semantics: what the kernel cannot take now
+    /// is dropped (the peers' NACK and keyframe machinery recovers). Returns how many were
+    /// dropped.
+    pub fn send_all(&mut self, socket: &UdpSocket, datagrams: &[(SocketAddr, &[u8])]) -> usize {
+        let fd = socket.as_raw_fd();
+        let mut dropped = 0;
+        for chunk in datagrams.chunks(BATCH) {
+            for (i, (dest, data)) in chunk.iter().enumerate() {
+                let len = to_storage(dest, &mut self.addrs[i]);
+                self.iovecs[i] = libc::iovec {
+                    iov_base: data.as_ptr() as *mut libc::c_void,
+                    iov_len: data.len(),
+                };
+                let hdr = &mut self.msgs[i].msg_hdr;
+                hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+                hdr.msg_namelen = len;
+                hdr.msg_iov = &mut self.iovecs[i];
+                hdr.msg_iovlen = 1;
+            }
+            let mut sent = 0;
+            while sent < chunk.len() {
+                // Called directly, not through tokio's readiness: the socket is non-blocking
+                // and the driver never waits for it to become writable.
+                // SAFETY: the headers point into `self` and into `datagrams`, both alive for
+                // the call.
+                let r = unsafe {
+                    libc::sendmmsg(
+                        fd,
+                        self.msgs[sent..].as_mut_ptr(),
+                        (chunk.len() - sent) as u32,
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if r > 0 {
+                    sent += r as usize;
+                    continue;
+                }
+                let e = io::Error::last_os_error();
+                if r == 0 || e.kind() == io::ErrorKind::WouldBlock {
+                    // The send buffer is full: the rest of this batch is dropped.
+                    dropped += chunk.len() - sent;
+                    break;
+                }
+                // This datagram is refused (e.g. an ICMP error reported late): skip it, go on.
+                tracing::trace!("udp sendmmsg: {e}");
+                dropped += 1;
+                sent += 1;
+            }
+        }
+        dropped
+    }
 }
 
 fn to_storage(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
@@ -222,7 +246,7 @@ mod tests {
         let to = b.local_addr().unwrap();
         let payloads: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 100 + i as usize]).collect();
         let list: Vec<(SocketAddr, &[u8])> = payloads.iter().map(|p| (to, p.as_slice())).collect();
-        assert_eq!(send_all(&a, &list), 0);
+        assert_eq!(SendBatch::default().send_all(&a, &list), 0);
         let mut got: Vec<Vec<u8>> = Vec::new();
         let mut batch = RecvBatch::default();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
