@@ -4,17 +4,23 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid, Rid};
+use str0m::format::PayloadParams;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 
 use crate::demux::stun_local_ufrag;
 use crate::layer::{choose_layer, LayerRate};
 use crate::vp8;
+
+/// Simulcast layers of one incoming video considered for forwarding; more are ignored.
+const MAX_LAYERS: usize = 4;
 
 /// A peer (one site's or one console's WebRTC connection), numbered by the caller.
 pub type PeerId = u64;
@@ -155,10 +161,13 @@ struct TrackIn {
     last_keyframe_request: Option<Instant>,
     frames: u32,
     size: Option<(u16, u16)>,
+    /// The codec of the last payload type seen, for matching each receiver's payload type.
+    params: Option<(Pt, PayloadParams)>,
 }
 
 #[derive(Debug)]
 struct LayerIn {
+    ssrc: Ssrc,
     rid: Option<Rid>,
     bytes: u64,
     frames: u32,
@@ -197,9 +206,121 @@ struct TrackOut {
     /// The simulcast layer being forwarded, and the one waited for (its keyframe).
     layer: Option<Option<Rid>>,
     wanted: Option<Option<Rid>>,
-    /// Rewriting of media time across layer switches: out = in + offset.
-    ts_offset: i64,
-    last_out: Option<u64>,
+    /// The receiver's payload type for the source's last one.
+    pt: Option<(Pt, Pt)>,
+    /// The forwarded packets form one continuous RTP stream at the receiver whatever layer
+    /// they come from: each layer switch sets these offsets (out = in + offset, wrapping).
+    rewrite: Rewrite,
+}
+
+/// RTP sequence number, timestamp and VP8 picture numbering of one outgoing stream, rebased at
+/// every layer switch so that the receiver sees one stream.
+#[derive(Debug, Default, Clone, Copy)]
+struct Rewrite {
+    seq_offset: i64,
+    ts_offset: u32,
+    picture_id_offset: u16,
+    tl0_offset: u8,
+    /// Packets of the current layer before this (extended) sequence number are older than the
+    /// switch and are dropped.
+    first_seq: u64,
+    /// The newest packet written: its sequence number, timestamp, when, picture id, TL0PICIDX.
+    last: Option<(u64, u32, Instant)>,
+    last_picture_id: Option<u16>,
+    last_tl0: Option<u8>,
+}
+
+impl Rewrite {
+    /// Start forwarding from the packet `pkt` (the first one, or a new layer's keyframe):
+    /// continue the numbering where the previous layer left it.
+    fn rebase(&mut self, now: Instant, pkt: &Packet) {
+        self.seq_offset = match self.last {
+            Some((seq, _, _)) => seq as i64 + 1 - pkt.seq as i64,
+            // Begin with rollover counter 0, as a fresh receiver expects.
+            None => (pkt.seq & 0xffff) as i64 - pkt.seq as i64,
+        };
+        self.ts_offset = match self.last {
+            Some((_, ts, at)) => {
+                let clock = if pkt.video { 90 } else { 48 };
+                let gap = (now.saturating_duration_since(at).as_millis() as u32 * clock).max(1);
+                ts.wrapping_add(gap).wrapping_sub(pkt.ts)
+            }
+            None => 0,
+        };
+        if let Some(d) = &pkt.vp8 {
+            if let (Some(last), Some(id)) = (self.last_picture_id, d.picture_id()) {
+                self.picture_id_offset = last.wrapping_add(1).wrapping_sub(id) & 0x7fff;
+            }
+            if let (Some(last), Some(idx)) = (self.last_tl0, d.tl0_pic_idx()) {
+                self.tl0_offset = last.wrapping_add(1).wrapping_sub(idx);
+            }
+        }
+        self.first_seq = pkt.seq;
+    }
+
+    /// The outgoing packet for `pkt`, or None if it is older than the last switch.
+    fn write(&mut self, now: Instant, pt: Pt, pkt: &Packet) -> Option<RtpWrite> {
+        if pkt.seq < self.first_seq {
+            return None;
+        }
+        let seq = (pkt.seq as i64 + self.seq_offset).max(0) as u64;
+        let ts = pkt.ts.wrapping_add(self.ts_offset);
+        if self.last.is_none_or(|(l, _, _)| seq > l) {
+            self.last = Some((seq, ts, now));
+        }
+        let ext = ExtensionValues {
+            audio_level: pkt.audio_level,
+            voice_activity: pkt.voice_activity,
+            ..Default::default()
+        };
+        let mut w = RtpWrite::new(pt, seq.into(), ts, pkt.arrival, Arc::clone(&pkt.payload))
+            .marker(pkt.marker)
+            .nackable(pkt.video)
+            .ext_vals(ext);
+        if let Some(d) = &pkt.vp8 {
+            let mut patch = d.patch();
+            let mut changed = false;
+            if let Some(id) = d.picture_id() {
+                let out = id.wrapping_add(self.picture_id_offset) & 0x7fff;
+                self.last_picture_id = Some(out);
+                changed |= out != id;
+                patch = patch.picture_id(out);
+            }
+            if let Some(idx) = d.tl0_pic_idx() {
+                let out = idx.wrapping_add(self.tl0_offset);
+                self.last_tl0 = Some(out);
+                changed |= out != idx;
+                patch = patch.tl0_pic_idx(out);
+            }
+            if changed {
+                if let Ok(p) = patch.build() {
+                    w = w.vp8_patch(p);
+                }
+            }
+        }
+        Some(w)
+    }
+}
+
+/// One incoming RTP packet as forwarding needs it. The payload is shared by every receiver,
+/// never copied.
+struct Packet {
+    mid: Mid,
+    rid: Option<Rid>,
+    video: bool,
+    pt: Pt,
+    params: PayloadParams,
+    /// Extended sequence number.
+    seq: u64,
+    ts: u32,
+    marker: bool,
+    arrival: Instant,
+    payload: Arc<[u8]>,
+    vp8: Option<Vp8Descriptor>,
+    /// The first packet of a VP8 keyframe: a receiver may switch to this layer here.
+    keyframe: bool,
+    audio_level: Option<i8>,
+    voice_activity: Option<bool>,
 }
 
 struct Peer {
@@ -225,17 +346,22 @@ struct Peer {
     seen: bool,
     /// How many others this peer receives.
     view: usize,
+    /// Peers that receive some track of this one (kept by `reconcile`).
+    subscribers: Vec<PeerId>,
+    /// Input was handed to str0m and not yet polled. In RTP mode str0m holds one incoming
+    /// packet until polled, so a peer is polled before it is given the next datagram.
+    unpolled: bool,
 }
 
 /// A speaker of a meeting: its position in joining order, its id and the tracks it sends.
 type Speaker = (usize, PeerId, Vec<(Mid, MediaKind)>);
 
 /// Something one peer's output asks of the others. Lives only between polling one peer and
-/// propagating; boxing the media variant would cost an allocation per frame.
+/// propagating; boxing the packet variant would cost an allocation per packet.
 #[allow(clippy::large_enum_variant)]
 enum Propagate {
     TrackOpen,
-    Media(MediaData),
+    Rtp(Packet),
     KeyframeRequest {
         source: PeerId,
         mid: Mid,
@@ -253,6 +379,8 @@ pub struct Conference {
     out: VecDeque<Output>,
     /// Peers whose str0m instance may have output waiting.
     dirty: Vec<PeerId>,
+    /// What polled peers ask of the others (kept to reuse its allocation).
+    queue: VecDeque<(PeerId, Propagate)>,
 }
 
 impl Conference {
@@ -265,6 +393,7 @@ impl Conference {
             by_ufrag: HashMap::new(),
             out: VecDeque::new(),
             dirty: Vec::new(),
+            queue: VecDeque::new(),
         }
     }
 
@@ -318,6 +447,12 @@ impl Conference {
             .map_err(|e| MediaError::SdpRejected(e.to_string()))?;
         let creds = IceCreds::new();
         let mut rtc = Rtc::builder()
+            // Packets are forwarded as they come (no reassembly, no packetizing), rewritten per
+            // receiver; only Opus and VP8, whose payloads the rewriting understands.
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
             .set_ice_lite(true)
             .set_local_ice_credentials(creds.clone())
             .set_stats_interval(Some(Duration::from_secs(1)))
@@ -364,6 +499,8 @@ impl Conference {
                 jitter_ms: None,
                 seen: true,
                 view: view.unwrap_or(self.config.view_size),
+                subscribers: Vec::new(),
+                unpolled: false,
             },
         );
         self.meetings.entry(meeting).or_default().push(peer);
@@ -466,6 +603,21 @@ impl Conference {
             if p.seen != seen {
                 p.seen = seen;
                 self.out.push_back(Output::SendVideo { peer: *r, on: seen });
+            }
+        }
+        // Who receives whom, so that forwarding a packet visits only its receivers.
+        let mut pairs: Vec<(PeerId, PeerId)> = Vec::new();
+        for r in &order {
+            if let Some(p) = self.peers.get_mut(r) {
+                p.subscribers.clear();
+                pairs.extend(p.tracks_out.iter().map(|t| (t.source, *r)));
+            }
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        for (source, r) in pairs {
+            if let Some(p) = self.peers.get_mut(&source) {
+                p.subscribers.push(r);
             }
         }
     }
@@ -581,6 +733,9 @@ impl Conference {
                 contents,
             },
         );
+        if self.peers.get(&peer).is_some_and(|p| p.unpolled) {
+            self.poll_peer(now, peer);
+        }
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -592,6 +747,7 @@ impl Conference {
             return;
         }
         p.last_rx = now;
+        p.unpolled = true;
         self.by_addr.entry(source).or_insert(peer);
         self.dirty.push(peer);
     }
@@ -655,43 +811,51 @@ impl Conference {
 
     /// Poll every dirty peer until it only has a timeout left, propagating what it emits.
     fn drive(&mut self, now: Instant) {
-        let mut queue: VecDeque<(PeerId, Propagate)> = VecDeque::new();
         while let Some(id) = self.dirty.pop() {
-            self.negotiate(id);
-            let mut broken = false;
-            if let Some(p) = self.peers.get_mut(&id) {
-                loop {
-                    if !p.rtc.is_alive() {
-                        broken = true;
-                        break;
-                    }
-                    match p.rtc.poll_output() {
-                        Ok(RtcOutput::Timeout(t)) => {
-                            p.timeout = t;
-                            break;
-                        }
-                        Ok(RtcOutput::Transmit(t)) => self.out.push_back(Output::Transmit(t)),
-                        Ok(RtcOutput::Event(e)) => {
-                            if let Some(prop) = on_event(id, p, e, now, &mut self.out) {
-                                queue.push_back((id, prop));
-                            }
-                        }
-                        Err(_) => {
-                            broken = true;
-                            break;
-                        }
-                    }
-                }
-            }
-            if broken {
-                self.close(now, id, CloseReason::LinkLost);
-            }
-            while let Some((origin, prop)) = queue.pop_front() {
-                self.propagate(now, origin, prop);
-            }
+            self.poll_peer(now, id);
             self.dirty.sort_unstable();
             self.dirty.dedup();
         }
+    }
+
+    /// Poll one peer until it only has a timeout left, and hand what it emits to the others
+    /// (they become dirty, and are polled by `drive`).
+    fn poll_peer(&mut self, now: Instant, id: PeerId) {
+        self.negotiate(id);
+        let mut queue = std::mem::take(&mut self.queue);
+        let mut broken = false;
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.unpolled = false;
+            loop {
+                if !p.rtc.is_alive() {
+                    broken = true;
+                    break;
+                }
+                match p.rtc.poll_output() {
+                    Ok(RtcOutput::Timeout(t)) => {
+                        p.timeout = t;
+                        break;
+                    }
+                    Ok(RtcOutput::Transmit(t)) => self.out.push_back(Output::Transmit(t)),
+                    Ok(RtcOutput::Event(e)) => {
+                        if let Some(prop) = on_event(id, p, e, now, &mut self.out) {
+                            queue.push_back((id, prop));
+                        }
+                    }
+                    Err(_) => {
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if broken {
+            self.close(now, id, CloseReason::LinkLost);
+        }
+        while let Some((origin, prop)) = queue.pop_front() {
+            self.propagate(now, origin, prop);
+        }
+        self.queue = queue;
     }
 
     fn propagate(&mut self, now: Instant, origin: PeerId, prop: Propagate) {
@@ -703,89 +867,99 @@ impl Conference {
             Propagate::KeyframeRequest { source, mid, rid } => {
                 self.request_keyframe(now, source, mid, Some(rid), false);
             }
-            Propagate::Media(data) => self.forward(now, origin, meeting, &data),
+            Propagate::Rtp(pkt) => self.forward(now, origin, &pkt),
         }
     }
 
-    fn forward(&mut self, now: Instant, origin: PeerId, meeting: MeetingId, data: &MediaData) {
-        if !self.peers.get(&origin).is_some_and(|p| p.seen) {
+    /// Hand one incoming packet to every peer that receives its track, rewritten for each.
+    fn forward(&mut self, now: Instant, origin: PeerId, pkt: &Packet) {
+        let Some(src) = self.peers.get_mut(&origin) else {
+            return;
+        };
+        if !src.seen {
             return; // nobody receives this peer
         }
-        let mut keyframe_wanted: Vec<Option<Rid>> = Vec::new();
-        let layers = self
-            .peers
-            .get(&origin)
-            .and_then(|p| p.tracks_in.iter().find(|t| t.mid == data.mid))
-            .map(|t| t.rates(now))
-            .unwrap_or_default();
-        for other in self
-            .meetings
-            .get(&meeting)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-        {
-            if *other == origin {
-                continue;
-            }
+        let Some(track) = src.tracks_in.iter().find(|t| t.mid == pkt.mid) else {
+            return;
+        };
+        let mut rates = [LayerRate { rid: None, bps: 0 }; MAX_LAYERS];
+        let n = track.rates(now, &mut rates);
+        let layers = &rates[..n];
+        // Visit the receivers without holding the source borrowed; given back below.
+        let subscribers = std::mem::take(&mut src.subscribers);
+        let mut keyframe_wanted: Option<Option<Rid>> = None;
+        for other in &subscribers {
             let Some(o) = self.peers.get_mut(other) else {
                 continue;
             };
-            let videos = o
+            let Some(i) = o
                 .tracks_out
                 .iter()
-                .filter(|t| t.kind == MediaKind::Video)
-                .count()
-                .max(1) as u64;
-            let budget = o.estimate_bps / videos;
-            let Some(t) = o
-                .tracks_out
-                .iter_mut()
-                .find(|t| t.source == origin && t.source_mid == data.mid)
+                .position(|t| t.source == origin && t.source_mid == pkt.mid)
             else {
                 continue;
             };
-            let OutState::Open(mid) = t.state else {
+            let OutState::Open(mid) = o.tracks_out[i].state else {
                 continue;
             };
-            if t.kind == MediaKind::Video && data.rid.is_some() {
-                if let Some(want) = choose_layer(budget, &layers, t.layer.as_ref()) {
+            let t = &mut o.tracks_out[i];
+            if pkt.video && pkt.rid.is_some() {
+                let videos = o
+                    .tracks_out
+                    .iter()
+                    .filter(|t| t.kind == MediaKind::Video)
+                    .count()
+                    .max(1) as u64;
+                let budget = o.estimate_bps / videos;
+                let t = &mut o.tracks_out[i];
+                if let Some(want) = choose_layer(budget, layers, t.layer.as_ref()) {
                     if t.layer == Some(want) {
                         // Back to the current layer: a switch still waited for is void.
                         t.wanted = None;
                     } else if t.wanted != Some(want) {
                         t.wanted = Some(want);
-                        keyframe_wanted.push(want);
+                        keyframe_wanted = Some(want);
                     }
                 }
-                if t.wanted.as_ref() == Some(&data.rid) && data.is_keyframe() {
-                    // Switch on the new layer's keyframe, keeping media time continuous.
-                    let step = 3000; // one frame at 30 fps on the 90 kHz clock
-                    let next = t.last_out.map(|l| l + step).unwrap_or(data.time.numer());
-                    t.ts_offset = next as i64 - data.time.numer() as i64;
+                if t.wanted == Some(pkt.rid) && pkt.keyframe {
+                    // Switch on the new layer's keyframe; the receiver sees one stream.
+                    t.rewrite.rebase(now, pkt);
                     t.layer = t.wanted.take();
                 }
-                if t.layer.as_ref() != Some(&data.rid) {
+                if t.layer != Some(pkt.rid) {
                     continue;
                 }
+            } else if t.rewrite.last.is_none() && t.layer.is_none() {
+                t.rewrite.rebase(now, pkt);
+                t.layer = Some(pkt.rid);
             }
-            let out_time = (data.time.numer() as i64 + t.ts_offset).max(0) as u64;
-            t.last_out = Some(out_time);
-            let time = MediaTime::new(out_time, data.time.frequency());
-            let Some(writer) = o.rtc.writer(mid) else {
+            let t = &mut o.tracks_out[i];
+            let pt = match t.pt {
+                Some((from, to)) if from == pkt.pt => to,
+                _ => {
+                    let Some(to) = o.rtc.codec_config().match_params(pkt.params) else {
+                        continue;
+                    };
+                    let to = to.pt();
+                    t.pt = Some((pkt.pt, to));
+                    to
+                }
+            };
+            let Some(write) = t.rewrite.write(now, pt, pkt) else {
                 continue;
             };
-            let Some(pt) = writer.match_params(data.params) else {
+            let mut api = o.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 continue;
             };
-            if writer
-                .write(pt, data.network_time, time, data.data.clone())
-                .is_ok()
-            {
-                self.dirty.push(*other);
-            }
+            tx.write_rtp(write);
+            self.dirty.push(*other);
         }
-        for rid in keyframe_wanted {
-            self.request_keyframe(now, origin, data.mid, Some(rid), true);
+        if let Some(src) = self.peers.get_mut(&origin) {
+            src.subscribers = subscribers;
+        }
+        if let Some(rid) = keyframe_wanted {
+            self.request_keyframe(now, origin, pkt.mid, Some(rid), true);
         }
     }
 
@@ -812,13 +986,10 @@ impl Conference {
             return;
         }
         t.last_keyframe_request = Some(now);
-        let rids: Vec<Option<Rid>> = match rid {
-            Some(r) => vec![r],
-            None => t.layers.iter().map(|l| l.rid).collect(),
-        };
-        if let Some(mut w) = p.rtc.writer(mid) {
-            for r in rids {
-                let _ = w.request_keyframe(r, KeyframeRequestKind::Pli);
+        let mut api = p.rtc.direct_api();
+        for l in t.layers.iter().filter(|l| rid.is_none_or(|r| r == l.rid)) {
+            if let Some(rx) = api.stream_rx(&l.ssrc) {
+                rx.request_keyframe(KeyframeRequestKind::Pli);
             }
         }
         self.dirty.push(source);
@@ -890,24 +1061,29 @@ impl TrackOut {
             state: OutState::ToOpen,
             layer: None,
             wanted: None,
-            ts_offset: 0,
-            last_out: None,
+            pt: None,
+            rewrite: Rewrite::default(),
         }
     }
 }
 
 impl TrackIn {
-    /// Layers seen in the last two seconds, with their measured rates.
-    fn rates(&self, now: Instant) -> Vec<LayerRate<Option<Rid>>> {
-        self.layers
+    /// Layers seen in the last two seconds, with their measured rates, into `out`; how many.
+    fn rates(&self, now: Instant, out: &mut [LayerRate<Option<Rid>>; MAX_LAYERS]) -> usize {
+        let live = self
+            .layers
             .iter()
-            .filter(|l| now.duration_since(l.last_seen) < Duration::from_secs(2))
-            .map(|l| LayerRate {
+            .filter(|l| now.duration_since(l.last_seen) < Duration::from_secs(2));
+        let mut n = 0;
+        for (slot, l) in out.iter_mut().zip(live) {
+            *slot = LayerRate {
                 rid: l.rid,
                 // A layer not yet measured counts as its bytes so far, so it is usable at once.
                 bps: if l.bps > 0 { l.bps } else { l.bytes * 8 },
-            })
-            .collect()
+            };
+            n += 1;
+        }
+        n
     }
 }
 
@@ -940,48 +1116,14 @@ fn on_event(
                     last_keyframe_request: None,
                     frames: 0,
                     size: None,
+                    params: None,
                 });
                 Some(Propagate::TrackOpen)
             } else {
                 None
             }
         }
-        Event::MediaData(data) => {
-            let t = p.tracks_in.iter_mut().find(|t| t.mid == data.mid)?;
-            let layer = match t.layers.iter_mut().position(|l| l.rid == data.rid) {
-                Some(i) => &mut t.layers[i],
-                None => {
-                    t.layers.push(LayerIn {
-                        rid: data.rid,
-                        bytes: 0,
-                        frames: 0,
-                        bps: 0,
-                        fps: 0,
-                        last_seen: now,
-                    });
-                    t.layers.last_mut().expect("pushed")
-                }
-            };
-            layer.bytes += data.data.len() as u64;
-            layer.frames += 1;
-            layer.last_seen = now;
-            t.frames += 1;
-            if t.kind == MediaKind::Video {
-                if let Some(size) = vp8::keyframe_size(&data.data) {
-                    if t.size.is_none_or(|s| size.0 >= s.0) {
-                        t.size = Some(size);
-                    }
-                }
-            }
-            if !data.contiguous {
-                return Some(Propagate::KeyframeRequest {
-                    source: id,
-                    mid: data.mid,
-                    rid: data.rid,
-                });
-            }
-            Some(Propagate::Media(data))
-        }
+        Event::RtpPacket(pkt) => on_rtp(p, pkt, now).map(Propagate::Rtp),
         Event::KeyframeRequest(req) => {
             let t = p
                 .tracks_out
@@ -1066,5 +1208,218 @@ fn on_event(
             None
         }
         _ => None,
+    }
+}
+
+/// Account for one incoming RTP packet of peer `p` and describe it for forwarding.
+fn on_rtp(p: &mut Peer, pkt: RtpPacket, now: Instant) -> Option<Packet> {
+    let ssrc = pkt.header.ssrc;
+    let known = p
+        .tracks_in
+        .iter()
+        .enumerate()
+        .find_map(|(i, t)| t.layers.iter().position(|l| l.ssrc == ssrc).map(|j| (i, j)));
+    let (ti, li) = match known {
+        Some(x) => x,
+        None => {
+            // A new stream (a simulcast layer, or the track's first packet).
+            let (mid, rid) = {
+                let mut api = p.rtc.direct_api();
+                let rx = api.stream_rx(&ssrc)?;
+                (rx.mid(), rx.rid())
+            };
+            let ti = p.tracks_in.iter().position(|t| t.mid == mid)?;
+            let t = &mut p.tracks_in[ti];
+            if let Some(j) = t.layers.iter().position(|l| l.rid == rid) {
+                t.layers[j].ssrc = ssrc; // the sender restarted the layer
+                (ti, j)
+            } else {
+                t.layers.push(LayerIn {
+                    ssrc,
+                    rid,
+                    bytes: 0,
+                    frames: 0,
+                    bps: 0,
+                    fps: 0,
+                    last_seen: now,
+                });
+                (ti, t.layers.len() - 1)
+            }
+        }
+    };
+    let pt = pkt.header.payload_type;
+    let params = match p.tracks_in[ti].params {
+        Some((known, params)) if known == pt => params,
+        _ => {
+            let params = *p
+                .rtc
+                .codec_config()
+                .params()
+                .iter()
+                .find(|x| x.pt() == pt)?;
+            p.tracks_in[ti].params = Some((pt, params));
+            params
+        }
+    };
+    let t = &mut p.tracks_in[ti];
+    let video = t.kind == MediaKind::Video;
+    let layer = &mut t.layers[li];
+    layer.bytes += pkt.payload.len() as u64;
+    layer.last_seen = now;
+    // A video frame ends with the marker bit; every audio packet is a frame.
+    if pkt.header.marker || !video {
+        layer.frames += 1;
+        t.frames += 1;
+    }
+    let vp8 = if video {
+        Vp8Descriptor::parse(&pkt.payload).ok()
+    } else {
+        None
+    };
+    let keyframe = vp8
+        .as_ref()
+        .is_some_and(|d| d.starts_keyframe(&pkt.payload));
+    if keyframe {
+        if let Some(size) = vp8::descriptor_len(&pkt.payload)
+            .and_then(|n| vp8::keyframe_size(pkt.payload.get(n..)?))
+        {
+            if t.size.is_none_or(|s| size.0 >= s.0) {
+                t.size = Some(size);
+            }
+        }
+    }
+    Some(Packet {
+        mid: t.mid,
+        rid: layer.rid,
+        video,
+        pt,
+        params,
+        seq: *pkt.seq_no,
+        ts: pkt.header.timestamp,
+        marker: pkt.header.marker,
+        arrival: pkt.timestamp,
+        audio_level: pkt.header.ext_vals.audio_level,
+        voice_activity: pkt.header.ext_vals.voice_activity,
+        payload: pkt.payload,
+        vp8,
+        keyframe,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A VP8 payload: descriptor with a 15-bit picture id and TL0PICIDX, then the frame.
+    fn vp8_payload(picture_id: u16, tl0: u8, keyframe: bool) -> Arc<[u8]> {
+        let start = if keyframe { 0x90 } else { 0x80 };
+        let [hi, lo] = picture_id.to_be_bytes();
+        let frame_tag = if keyframe { 0x50 } else { 0x51 };
+        Arc::from(vec![start, 0xe0, 0x80 | hi, lo, tl0, 0x40, frame_tag, 0, 0])
+    }
+
+    fn packet(video: bool, seq: u64, ts: u32, vp8: Option<(u16, u8, bool)>) -> Packet {
+        let rtc = Rtc::builder().build(Instant::now());
+        let payload = match vp8 {
+            Some((id, tl0, key)) => vp8_payload(id, tl0, key),
+            None => Arc::from(vec![1u8, 2, 3]),
+        };
+        let d = Vp8Descriptor::parse(&payload)
+            .ok()
+            .filter(|_| vp8.is_some());
+        Packet {
+            mid: Mid::from("0"),
+            rid: None,
+            video,
+            pt: 96.into(),
+            params: rtc.codec_config().params()[0],
+            seq,
+            ts,
+            marker: false,
+            arrival: Instant::now(),
+            keyframe: d.as_ref().is_some_and(|d| d.starts_keyframe(&payload)),
+            payload,
+            vp8: d,
+            audio_level: None,
+            voice_activity: None,
+        }
+    }
+
+    fn out_seq(r: &Rewrite) -> u64 {
+        r.last.expect("written").0
+    }
+
+    #[test]
+    fn the_first_packet_starts_with_rollover_counter_zero() {
+        let now = Instant::now();
+        let mut r = Rewrite::default();
+        let first = packet(false, 3 * 65536 + 17, 1000, None);
+        r.rebase(now, &first);
+        assert!(r.write(now, 111.into(), &first).is_some());
+        assert_eq!(out_seq(&r), 17);
+        assert!(r
+            .write(now, 111.into(), &packet(false, 3 * 65536 + 18, 1960, None))
+            .is_some());
+        assert_eq!(out_seq(&r), 18);
+    }
+
+    #[test]
+    fn a_layer_switch_continues_numbering_and_drops_the_old_layers_late_packets() {
+        let t0 = Instant::now();
+        let mut r = Rewrite::default();
+        // Layer q: sequence numbers 100.., timestamps 9000.., picture ids 500.., TL0 7.
+        let q = |i: u64, key: bool| {
+            packet(
+                true,
+                100 + i,
+                9000 + 3000 * i as u32,
+                Some((500 + i as u16, 7, key)),
+            )
+        };
+        r.rebase(t0, &q(0, true));
+        for i in 0..5 {
+            assert!(r.write(t0, 96.into(), &q(i, i == 0)).is_some());
+        }
+        let (seq, ts, _) = r.last.unwrap();
+        assert_eq!((seq, ts), (104, 21_000));
+        assert_eq!((r.last_picture_id, r.last_tl0), (Some(504), Some(7)));
+        // 40 ms later, layer f's keyframe: a wholly different numbering (and a picture id that
+        // wraps).
+        let t1 = t0 + Duration::from_millis(40);
+        let f = |i: u64| {
+            packet(
+                true,
+                70_000 + i,
+                4_000_000_000u32.wrapping_add(3000 * i as u32),
+                Some((0x7fff_u16.wrapping_add(i as u16) & 0x7fff, 200, i == 0)),
+            )
+        };
+        r.rebase(t1, &f(0));
+        assert!(r.write(t1, 96.into(), &f(0)).is_some());
+        let (seq, ts, _) = r.last.unwrap();
+        assert_eq!(seq, 105, "the sequence continues");
+        assert_eq!(
+            ts,
+            21_000 + 40 * 90,
+            "the timestamp advances by the time that passed"
+        );
+        assert_eq!(r.last_picture_id, Some(505));
+        assert_eq!(r.last_tl0, Some(8));
+        assert!(r.write(t1, 96.into(), &f(1)).is_some());
+        assert_eq!(out_seq(&r), 106);
+        assert_eq!(
+            r.last_picture_id,
+            Some(506),
+            "picture ids wrap with the source"
+        );
+        // A packet of layer f from before the switch is older than the stream the receiver has.
+        assert!(
+            r.write(t1, 96.into(), &f(0)).is_some(),
+            "a resend of the switch packet is fine"
+        );
+        assert!(r
+            .write(t1, 96.into(), &packet(true, 69_999, 1, None))
+            .is_none());
+        assert_eq!(out_seq(&r), 106, "late packets do not move the stream back");
     }
 }

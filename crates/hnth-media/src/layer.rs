@@ -1,7 +1,7 @@
 //! Simulcast layer choice per receiver: pure, so it is unit-tested without media.
 
 /// One simulcast layer as the server sees it arrive: its rid and its measured bitrate.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LayerRate<R> {
     pub rid: R,
     pub bps: u64,
@@ -17,10 +17,9 @@ pub fn choose_layer<R: Clone + PartialEq>(
     layers: &[LayerRate<R>],
     current: Option<&R>,
 ) -> Option<R> {
-    let mut sorted: Vec<&LayerRate<R>> = layers.iter().collect();
-    sorted.sort_by_key(|l| l.bps);
-    let current_bps = current.and_then(|c| sorted.iter().find(|l| &l.rid == c).map(|l| l.bps));
-    let fits = |l: &LayerRate<R>| {
+    // Runs for every forwarded video packet: no sorting, no allocation.
+    let current_bps = current.and_then(|c| layers.iter().find(|l| &l.rid == c).map(|l| l.bps));
+    let fits = |l: &&LayerRate<R>| {
         let moving_up = current_bps.is_some_and(|c| l.bps > c);
         if moving_up {
             l.bps.saturating_mul(115) / 100 <= budget_bps
@@ -28,11 +27,11 @@ pub fn choose_layer<R: Clone + PartialEq>(
             l.bps <= budget_bps
         }
     };
-    sorted
+    layers
         .iter()
-        .rev()
-        .find(|l| fits(l))
-        .or(sorted.first())
+        .filter(fits)
+        .max_by_key(|l| l.bps)
+        .or_else(|| layers.iter().min_by_key(|l| l.bps))
         .map(|l| l.rid.clone())
 }
 
