@@ -361,6 +361,8 @@ type Speaker = (usize, PeerId, Vec<(Mid, MediaKind)>);
 #[allow(clippy::large_enum_variant)]
 enum Propagate {
     TrackOpen,
+    /// The peer's link figures were renewed: tell its estimator what it would like to send.
+    Stats,
     Rtp(Packet),
     KeyframeRequest {
         source: PeerId,
@@ -864,6 +866,7 @@ impl Conference {
         };
         match prop {
             Propagate::TrackOpen => self.reconcile(meeting),
+            Propagate::Stats => self.set_desired_bitrate(origin),
             Propagate::KeyframeRequest { source, mid, rid } => {
                 self.request_keyframe(now, source, mid, Some(rid), false);
             }
@@ -952,6 +955,9 @@ impl Conference {
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 continue;
             };
+            // The sender paces its packets already, and forwarding keeps its spacing. Pacing
+            // them again here would add delay and a timer wake-up per packet and receiver.
+            tx.set_unpaced(true);
             tx.write_rtp(write);
             self.dirty.push(*other);
         }
@@ -960,6 +966,39 @@ impl Conference {
         }
         if let Some(rid) = keyframe_wanted {
             self.request_keyframe(now, origin, pkt.mid, Some(rid), true);
+        }
+    }
+
+    /// Tell a receiver's bandwidth estimator what it would like to send: the top layer of every
+    /// video it receives, with the headroom a layer switch upwards needs. The
+    /// estimator probes the link towards it; forwarded media alone would never show it room
+    /// for a better layer.
+    fn set_desired_bitrate(&mut self, id: PeerId) {
+        let Some(p) = self.peers.get(&id) else {
+            return;
+        };
+        let mut desired = 0;
+        for t in p
+            .tracks_out
+            .iter()
+            .filter(|t| matches!(t.state, OutState::Open(_)))
+        {
+            let top = self
+                .peers
+                .get(&t.source)
+                .and_then(|s| s.tracks_in.iter().find(|x| x.mid == t.source_mid))
+                .and_then(|x| x.layers.iter().map(|l| l.bps).max())
+                .unwrap_or(0);
+            desired += top;
+        }
+        // The estimator holds its estimate near the desired rate: never ask for less than the
+        // estimate it starts from (layer rates are measured only after a second or so).
+        let desired = (desired.saturating_mul(115) / 100).max(self.config.initial_bitrate_bps);
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(0), Bitrate::bps(desired));
+            self.dirty.push(id);
         }
     }
 
@@ -1205,7 +1244,7 @@ fn on_event(
                 }
             }
             out.push_back(Output::Stats(stats));
-            None
+            Some(Propagate::Stats)
         }
         _ => None,
     }
