@@ -21,10 +21,13 @@
 //! let _next = conf.poll_timeout(); // call handle_timeout(now) then
 //! ```
 //!
-//! Forwarding works at the frame level: str0m depacketizes each incoming frame and packetizes it
-//! again for every receiver. That keeps simulcast layer switching simple (switch on the new
-//! layer's keyframe, media time rewritten to stay continuous) at the cost of CPU per packet; the
-//! benchmark issue measures that cost against Janus.
+//! Forwarding works at the RTP level (str0m's RTP mode): each incoming packet's payload is
+//! shared by every receiver of its track, never reassembled or packetized again. Per receiver,
+//! the sequence numbers, RTP timestamps and VP8 picture ids are rebased at every simulcast
+//! layer switch (made on the new layer's keyframe), so the receiver sees one continuous stream.
+//! Forwarded packets are not paced again (the sender paced them); each receiver's bandwidth
+//! estimator is told the rate of its sources' top layers and probes towards it. The server
+//! negotiates Opus and VP8 only.
 //!
 //! Renegotiation: after a peer's initial offer, only the server offers (one offer outstanding per
 //! peer; further changes wait for its answer), so many sites joining at once cannot collide.
