@@ -85,6 +85,19 @@ pub async fn run(
         errors: Vec::new(),
         expected_senders: None,
     };
+    // The signaling socket is read by its own task: polling tungstenite's stream costs a
+    // memset of its whole read buffer (128 KiB) every time, and the media loop below is polled
+    // for every datagram batch and timer.
+    let (sig_tx, mut signals) = mpsc::unbounded_channel::<anyhow::Result<Value>>();
+    let reader = tokio::spawn(async move {
+        loop {
+            let msg = next_json(&mut ws_rx).await;
+            let end = msg.is_err();
+            if sig_tx.send(msg).is_err() || end {
+                break;
+            }
+        }
+    });
     let mut site: Option<SyntheticSite> = None;
     let mut buf = vec![0u8; 2048];
     let mut report = tokio::time::interval(Duration::from_secs(1));
@@ -98,26 +111,31 @@ pub async fn run(
             .clamp(now, now + Duration::from_millis(100));
         tokio::select! {
             _ = stop.changed() => break,
-            msg = next_json(&mut ws_rx) => {
+            msg = signals.recv() => {
                 let msg = match msg {
-                    Ok(m) => m,
-                    Err(e) => {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
                         out.errors.push(format!("{e:#}"));
                         break;
                     }
+                    None => break,
                 };
                 let ctx = (&spec, &*opts, epoch, site_id, local);
                 on_signal(&msg, ctx, &mut site, &mut out, &mut to_send);
             }
             r = socket.recv_from(&mut buf) => {
                 if let Ok((n, src)) = r {
-                    receive(&mut site, &mut out, src, &buf[..n]);
-                    // Drain what else is queued before writing.
+                    let now = Instant::now();
+                    receive(&mut site, &mut out, now, src, &buf[..n]);
+                    // Drain what else is queued, then let str0m work once for the batch.
                     for _ in 0..64 {
                         match socket.try_recv_from(&mut buf) {
-                            Ok((n, src)) => receive(&mut site, &mut out, src, &buf[..n]),
+                            Ok((n, src)) => receive(&mut site, &mut out, now, src, &buf[..n]),
                             Err(_) => break,
                         }
+                    }
+                    if let Some(s) = site.as_mut() {
+                        s.poll(now);
                     }
                 }
             }
@@ -161,14 +179,21 @@ pub async fn run(
         }
     }
     let _ = ws_tx.close().await;
+    reader.abort();
     Ok(out)
 }
 
-fn receive(site: &mut Option<SyntheticSite>, out: &mut SiteOutcome, src: SocketAddr, buf: &[u8]) {
+fn receive(
+    site: &mut Option<SyntheticSite>,
+    out: &mut SiteOutcome,
+    now: Instant,
+    src: SocketAddr,
+    buf: &[u8],
+) {
     out.udp_rx_packets += 1;
     out.udp_rx_bytes += buf.len() as u64;
     if let Some(s) = site.as_mut() {
-        s.handle_receive(Instant::now(), src, buf);
+        s.handle_receive_deferred(now, src, buf);
     }
 }
 
