@@ -101,6 +101,7 @@ pub async fn run(
     let mut site: Option<SyntheticSite> = None;
     let mut buf = vec![0u8; 2048];
     let mut report = tokio::time::interval(Duration::from_secs(1));
+    let grid = TimerGrid::new(Instant::now(), opts.timer_tick_ms);
     let mut to_send: Vec<Value> = Vec::new();
     loop {
         let now = Instant::now();
@@ -109,6 +110,11 @@ pub async fn run(
             .map(|s| s.poll_timeout())
             .unwrap_or(now + Duration::from_millis(100))
             .clamp(now, now + Duration::from_millis(100));
+        // Exact times until connected, so that the grid does not lengthen the join.
+        let wake = match site.as_ref().and_then(|s| s.connected_at()) {
+            Some(_) => grid.round_up(wake),
+            None => wake,
+        };
         tokio::select! {
             _ = stop.changed() => break,
             msg = signals.recv() => {
@@ -136,6 +142,10 @@ pub async fn run(
                     }
                     if let Some(s) = site.as_mut() {
                         s.poll(now);
+                        // Timers already due ride on this wake-up.
+                        if s.poll_timeout() <= now {
+                            s.handle_timeout(now);
+                        }
                     }
                 }
             }
@@ -181,6 +191,32 @@ pub async fn run(
     let _ = ws_tx.close().await;
     reader.abort();
     Ok(out)
+}
+
+/// Rounds a site's wake-up times up to a grid of `tick` from the site's start (sites start at
+/// different times, so their grids are spread): a site wakes for its timers at most once per
+/// tick, however many str0m and frame timers fall into it.
+struct TimerGrid {
+    origin: Instant,
+    tick_ns: u128,
+}
+
+impl TimerGrid {
+    fn new(origin: Instant, tick_ms: f64) -> Self {
+        TimerGrid {
+            origin,
+            tick_ns: (tick_ms.max(0.0) * 1e6) as u128,
+        }
+    }
+
+    fn round_up(&self, t: Instant) -> Instant {
+        if self.tick_ns == 0 {
+            return t;
+        }
+        let since = t.saturating_duration_since(self.origin).as_nanos();
+        let ticks = since.div_ceil(self.tick_ns);
+        self.origin + Duration::from_nanos((ticks * self.tick_ns) as u64)
+    }
 }
 
 fn receive(
