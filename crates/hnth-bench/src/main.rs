@@ -95,6 +95,11 @@ pub struct Opts {
     /// Seconds between periodic keyframes.
     #[arg(long, default_value_t = 3.0)]
     pub keyframe_interval: f64,
+    /// Each site's timers (frames to write, str0m's NACK/RTCP timers) run on a grid of this
+    /// many milliseconds instead of at their exact times: fewer wake-ups, and a frame is
+    /// written (and stamped) at most this late. 0: exact times.
+    #[arg(long, default_value_t = 5.0)]
+    pub timer_tick_ms: f64,
     /// 3 sites for 5 seconds; exit 1 unless every site received audio and video from every
     /// other site.
     #[arg(long)]

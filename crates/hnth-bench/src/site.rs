@@ -85,9 +85,23 @@ pub async fn run(
         errors: Vec::new(),
         expected_senders: None,
     };
+    // The signaling socket is read by its own task: polling tungstenite's stream costs a
+    // memset of its whole read buffer (128 KiB) every time, and the media loop below is polled
+    // for every datagram batch and timer.
+    let (sig_tx, mut signals) = mpsc::unbounded_channel::<anyhow::Result<Value>>();
+    let reader = tokio::spawn(async move {
+        loop {
+            let msg = next_json(&mut ws_rx).await;
+            let end = msg.is_err();
+            if sig_tx.send(msg).is_err() || end {
+                break;
+            }
+        }
+    });
     let mut site: Option<SyntheticSite> = None;
     let mut buf = vec![0u8; 2048];
     let mut report = tokio::time::interval(Duration::from_secs(1));
+    let grid = TimerGrid::new(Instant::now(), opts.timer_tick_ms);
     let mut to_send: Vec<Value> = Vec::new();
     loop {
         let now = Instant::now();
@@ -96,27 +110,41 @@ pub async fn run(
             .map(|s| s.poll_timeout())
             .unwrap_or(now + Duration::from_millis(100))
             .clamp(now, now + Duration::from_millis(100));
+        // Exact times until connected, so that the grid does not lengthen the join.
+        let wake = match site.as_ref().and_then(|s| s.connected_at()) {
+            Some(_) => grid.round_up(wake),
+            None => wake,
+        };
         tokio::select! {
             _ = stop.changed() => break,
-            msg = next_json(&mut ws_rx) => {
+            msg = signals.recv() => {
                 let msg = match msg {
-                    Ok(m) => m,
-                    Err(e) => {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
                         out.errors.push(format!("{e:#}"));
                         break;
                     }
+                    None => break,
                 };
                 let ctx = (&spec, &*opts, epoch, site_id, local);
                 on_signal(&msg, ctx, &mut site, &mut out, &mut to_send);
             }
             r = socket.recv_from(&mut buf) => {
                 if let Ok((n, src)) = r {
-                    receive(&mut site, &mut out, src, &buf[..n]);
-                    // Drain what else is queued before writing.
+                    let now = Instant::now();
+                    receive(&mut site, &mut out, now, src, &buf[..n]);
+                    // Drain what else is queued, then let str0m work once for the batch.
                     for _ in 0..64 {
                         match socket.try_recv_from(&mut buf) {
-                            Ok((n, src)) => receive(&mut site, &mut out, src, &buf[..n]),
+                            Ok((n, src)) => receive(&mut site, &mut out, now, src, &buf[..n]),
                             Err(_) => break,
+                        }
+                    }
+                    if let Some(s) = site.as_mut() {
+                        s.poll(now);
+                        // Timers already due ride on this wake-up.
+                        if s.poll_timeout() <= now {
+                            s.handle_timeout(now);
                         }
                     }
                 }
@@ -161,14 +189,47 @@ pub async fn run(
         }
     }
     let _ = ws_tx.close().await;
+    reader.abort();
     Ok(out)
 }
 
-fn receive(site: &mut Option<SyntheticSite>, out: &mut SiteOutcome, src: SocketAddr, buf: &[u8]) {
+/// Rounds a site's wake-up times up to a grid of `tick` from the site's start (sites start at
+/// different times, so their grids are spread): a site wakes for its timers at most once per
+/// tick, however many str0m and frame timers fall into it.
+struct TimerGrid {
+    origin: Instant,
+    tick_ns: u128,
+}
+
+impl TimerGrid {
+    fn new(origin: Instant, tick_ms: f64) -> Self {
+        TimerGrid {
+            origin,
+            tick_ns: (tick_ms.max(0.0) * 1e6) as u128,
+        }
+    }
+
+    fn round_up(&self, t: Instant) -> Instant {
+        if self.tick_ns == 0 {
+            return t;
+        }
+        let since = t.saturating_duration_since(self.origin).as_nanos();
+        let ticks = since.div_ceil(self.tick_ns);
+        self.origin + Duration::from_nanos((ticks * self.tick_ns) as u64)
+    }
+}
+
+fn receive(
+    site: &mut Option<SyntheticSite>,
+    out: &mut SiteOutcome,
+    now: Instant,
+    src: SocketAddr,
+    buf: &[u8],
+) {
     out.udp_rx_packets += 1;
     out.udp_rx_bytes += buf.len() as u64;
     if let Some(s) = site.as_mut() {
-        s.handle_receive(Instant::now(), src, buf);
+        s.handle_receive_deferred(now, src, buf);
     }
 }
 

@@ -512,6 +512,14 @@ impl SyntheticSite {
 
     /// A datagram for this site (`source` is the sender's address).
     pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, buf: &[u8]) {
+        self.handle_receive_deferred(now, source, buf);
+        self.drive(now);
+    }
+
+    /// A datagram for this site, without polling str0m afterwards: for a driver that receives
+    /// a batch of datagrams, then calls [`SyntheticSite::poll`] once (cheaper than polling
+    /// after every datagram, as [`SyntheticSite::handle_receive`] does).
+    pub fn handle_receive_deferred(&mut self, now: Instant, source: SocketAddr, buf: &[u8]) {
         let Ok(contents) = buf.try_into() else {
             return;
         };
@@ -527,6 +535,10 @@ impl SyntheticSite {
         if let Err(e) = self.rtc.handle_input(input) {
             self.error.get_or_insert(e.to_string());
         }
+    }
+
+    /// Collects str0m's events and datagrams after [`SyntheticSite::handle_receive_deferred`].
+    pub fn poll(&mut self, now: Instant) {
         self.drive(now);
     }
 
