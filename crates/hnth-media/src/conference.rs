@@ -19,6 +19,10 @@ use crate::demux::stun_local_ufrag;
 use crate::layer::{choose_layer, LayerRate};
 use crate::vp8;
 
+/// A receiver waiting this long for a layer's keyframe asks for it again (a request or the
+/// keyframe may have been lost).
+const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
+
 /// Simulcast layers of one incoming video considered for forwarding; more are ignored.
 const MAX_LAYERS: usize = 4;
 
@@ -206,6 +210,8 @@ struct TrackOut {
     /// The simulcast layer being forwarded, and the one waited for (its keyframe).
     layer: Option<Option<Rid>>,
     wanted: Option<Option<Rid>>,
+    /// When the keyframe for `wanted` was last asked for.
+    wanted_since: Option<Instant>,
     /// The receiver's payload type for the source's last one.
     pt: Option<(Pt, Pt)>,
     /// The forwarded packets form one continuous RTP stream at the receiver whatever layer
@@ -890,7 +896,8 @@ impl Conference {
         let layers = &rates[..n];
         // Visit the receivers without holding the source borrowed; given back below.
         let subscribers = std::mem::take(&mut src.subscribers);
-        let mut keyframe_wanted: Option<Option<Rid>> = None;
+        // Layers some receiver starts waiting for: each needs a keyframe (no allocation).
+        let mut keyframe_wanted: [Option<Option<Rid>>; MAX_LAYERS] = [None; MAX_LAYERS];
         for other in &subscribers {
             let Some(o) = self.peers.get_mut(other) else {
                 continue;
@@ -919,15 +926,26 @@ impl Conference {
                     if t.layer == Some(want) {
                         // Back to the current layer: a switch still waited for is void.
                         t.wanted = None;
-                    } else if t.wanted != Some(want) {
+                        t.wanted_since = None;
+                    } else if t.wanted != Some(want)
+                        || t.wanted_since
+                            .is_some_and(|at| now.duration_since(at) > KEYFRAME_RETRY)
+                    {
+                        // A new layer to wait for, or its keyframe request went unanswered.
                         t.wanted = Some(want);
-                        keyframe_wanted = Some(want);
+                        t.wanted_since = Some(now);
+                        if !keyframe_wanted.contains(&Some(want)) {
+                            if let Some(slot) = keyframe_wanted.iter_mut().find(|w| w.is_none()) {
+                                *slot = Some(want);
+                            }
+                        }
                     }
                 }
                 if t.wanted == Some(pkt.rid) && pkt.keyframe {
                     // Switch on the new layer's keyframe; the receiver sees one stream.
                     t.rewrite.rebase(now, pkt);
                     t.layer = t.wanted.take();
+                    t.wanted_since = None;
                 }
                 if t.layer != Some(pkt.rid) {
                     continue;
@@ -964,7 +982,7 @@ impl Conference {
         if let Some(src) = self.peers.get_mut(&origin) {
             src.subscribers = subscribers;
         }
-        if let Some(rid) = keyframe_wanted {
+        for rid in keyframe_wanted.into_iter().flatten() {
             self.request_keyframe(now, origin, pkt.mid, Some(rid), true);
         }
     }
@@ -1100,6 +1118,7 @@ impl TrackOut {
             state: OutState::ToOpen,
             layer: None,
             wanted: None,
+            wanted_since: None,
             pt: None,
             rewrite: Rewrite::default(),
         }
