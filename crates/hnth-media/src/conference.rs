@@ -19,10 +19,6 @@ use crate::demux::stun_local_ufrag;
 use crate::layer::{choose_layer, LayerRate};
 use crate::vp8;
 
-/// A receiver waiting this long for a layer's keyframe asks for it again (a request or the
-/// keyframe may have been lost).
-const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
-
 /// Simulcast layers of one incoming video considered for forwarding; more are ignored.
 const MAX_LAYERS: usize = 4;
 
@@ -210,8 +206,6 @@ struct TrackOut {
     /// The simulcast layer being forwarded, and the one waited for (its keyframe).
     layer: Option<Option<Rid>>,
     wanted: Option<Option<Rid>>,
-    /// When the keyframe for `wanted` was last asked for.
-    wanted_since: Option<Instant>,
     /// The receiver's payload type for the source's last one.
     pt: Option<(Pt, Pt)>,
     /// The forwarded packets form one continuous RTP stream at the receiver whatever layer
@@ -926,14 +920,8 @@ impl Conference {
                     if t.layer == Some(want) {
                         // Back to the current layer: a switch still waited for is void.
                         t.wanted = None;
-                        t.wanted_since = None;
-                    } else if t.wanted != Some(want)
-                        || t.wanted_since
-                            .is_some_and(|at| now.duration_since(at) > KEYFRAME_RETRY)
-                    {
-                        // A new layer to wait for, or its keyframe request went unanswered.
+                    } else if t.wanted != Some(want) {
                         t.wanted = Some(want);
-                        t.wanted_since = Some(now);
                         if !keyframe_wanted.contains(&Some(want)) {
                             if let Some(slot) = keyframe_wanted.iter_mut().find(|w| w.is_none()) {
                                 *slot = Some(want);
@@ -945,7 +933,6 @@ impl Conference {
                     // Switch on the new layer's keyframe; the receiver sees one stream.
                     t.rewrite.rebase(now, pkt);
                     t.layer = t.wanted.take();
-                    t.wanted_since = None;
                 }
                 if t.layer != Some(pkt.rid) {
                     continue;
@@ -1118,7 +1105,6 @@ impl TrackOut {
             state: OutState::ToOpen,
             layer: None,
             wanted: None,
-            wanted_since: None,
             pt: None,
             rewrite: Rewrite::default(),
         }
