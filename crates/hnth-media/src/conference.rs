@@ -159,7 +159,6 @@ struct TrackIn {
     /// Per simulcast layer: bytes in the current second, measured rate, last seen.
     layers: Vec<LayerIn>,
     last_keyframe_request: Option<Instant>,
-    frames: u32,
     size: Option<(u16, u16)>,
     /// The codec of the last payload type seen, for matching each receiver's payload type.
     params: Option<(Pt, PayloadParams)>,
@@ -1158,7 +1157,6 @@ fn on_event(
                     kind: m.kind,
                     layers: Vec::new(),
                     last_keyframe_request: None,
-                    frames: 0,
                     size: None,
                     params: None,
                 });
@@ -1313,7 +1311,6 @@ fn on_rtp(p: &mut Peer, pkt: RtpPacket, now: Instant) -> Option<Packet> {
     // A video frame ends with the marker bit; every audio packet is a frame.
     if pkt.header.marker || !video {
         layer.frames += 1;
-        t.frames += 1;
     }
     let vp8 = if video {
         Vp8Descriptor::parse(&pkt.payload).ok()
