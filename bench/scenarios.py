@@ -46,12 +46,16 @@ def udp_counters():
     return dict(zip(names, values))
 
 
-def run_hnth(sites, secs, view, extra):
+def run_hnth(sites, secs, view, extra, estimation):
     data = tempfile.mkdtemp(prefix="hnth-scn-")
     log_path = os.path.join(data, "server.log")
     log = open(log_path, "wb")
+    settings = os.path.join(data, "hnth.toml")
+    with open(settings, "w") as f:
+        f.write(f'[media]\nbandwidth_estimation = "{estimation}"\n')
     server = subprocess.Popen(
-        ["taskset", "-c", "0", os.path.join(REL, "hnth"), "demo", "--data-dir", data, "--http", HTTP,
+        ["taskset", "-c", "0", os.path.join(REL, "hnth"), "--config", settings, "demo",
+         "--data-dir", data, "--http", HTTP,
          "--udp", "10.77.0.1:18444", "--announce", "10.77.0.1", "--tls", "off", "--demo-password", PW,
          "--bench-sites", str(max(sites - 8, 0)), "--view-size", str(view)],
         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="warn"))
@@ -148,6 +152,8 @@ def main():
     ap.add_argument("--sites", default="9,10,25,50,100,200")
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--view", type=int, default=8)
+    ap.add_argument("--estimation", choices=["loss", "delay"], default="loss",
+                    help="hnth's media.bandwidth_estimation")
     ap.add_argument("--limit", action="store_true", help="also run hnth-limit at the same load")
     ap.add_argument("--janus", action="store_true", help="also run the same sites through Janus")
     ap.add_argument("--janus-only", action="store_true", help="only Janus (no hnth, no limit)")
@@ -165,7 +171,7 @@ def main():
             rows.append({"sites": n, "janus": janus})
             print("    " + json.dumps(janus), flush=True)
             continue
-        summary, out = run_hnth(n, args.seconds, args.view, extra)
+        summary, out = run_hnth(n, args.seconds, args.view, extra, args.estimation)
         if args.verbose:
             print(out)
         summary["limit"] = run_limit(summary, args.seconds) if args.limit else None

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::rate::{Estimation, LossControl};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::PayloadParams;
@@ -39,6 +40,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// The bandwidth estimate a receiver starts from.
     pub initial_bitrate_bps: u64,
+    /// Which estimate chooses each receiver's simulcast layers.
+    pub estimation: Estimation,
     /// Each peer receives the streams of at most this many others: the first to join the
     /// meeting. Until floor control decides who is seen, a meeting's first `view_size + 1` peers
     /// are its speakers; a later one is forwarded only to peers with a wider view (the
@@ -57,6 +60,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(6),
             initial_bitrate_bps: 2_500_000,
+            estimation: Estimation::default(),
             view_size: 8,
             monitor_view: 24,
         }
@@ -336,6 +340,10 @@ struct Peer {
     pending: Option<(u64, SdpPendingOffer)>,
     next_seq: u64,
     estimate_bps: u64,
+    /// The loss-based estimate ([`Estimation::Loss`]).
+    rate: LossControl,
+    /// What was sent to the peer over the last stats interval.
+    kbps_out: f64,
     last_stats: Option<(Instant, u64, u64)>,
     rtt_ms: Option<f64>,
     loss_in: Option<f32>,
@@ -350,7 +358,14 @@ struct Peer {
     /// Input was handed to str0m and not yet polled. In RTP mode str0m holds one incoming
     /// packet until polled, so a peer is polled before it is given the next datagram.
     unpolled: bool,
+    /// Packets were forwarded to this peer since it was last polled.
+    written: bool,
 }
+
+/// How many due timeouts `poll_peer` serves in one call (see there).
+const DUE_ROUNDS: usize = 16;
+/// The loss-based estimate never goes under this: the low layer of one video.
+const MIN_ESTIMATE_BPS: u64 = 100_000;
 
 /// A speaker of a meeting: its position in joining order, its id and the tracks it sends.
 type Speaker = (usize, PeerId, Vec<(Mid, MediaKind)>);
@@ -457,7 +472,12 @@ impl Conference {
             .set_ice_lite(true)
             .set_local_ice_credentials(creds.clone())
             .set_stats_interval(Some(Duration::from_secs(1)))
-            .enable_bwe(Some(Bitrate::bps(self.config.initial_bitrate_bps)))
+            // Only the delay-based estimate needs str0m's estimator (and its pacer, which
+            // sends one packet per timeout); the loss-based one is `LossControl`.
+            .enable_bwe(
+                (self.config.estimation == Estimation::Delay)
+                    .then(|| Bitrate::bps(self.config.initial_bitrate_bps)),
+            )
             // Resend history per outgoing video stream, in packets. str0m keeps 1000 by default:
             // 8 videos × 1000 × ~1.2 kB is ~10 MB per receiver. 256 packets are 1.7 s at the
             // top layer's 150 packets/s, many round trips for a NACK.
@@ -493,6 +513,8 @@ impl Conference {
                 pending: None,
                 next_seq: 1,
                 estimate_bps: self.config.initial_bitrate_bps,
+                rate: LossControl::new(self.config.initial_bitrate_bps),
+                kbps_out: 0.0,
                 last_stats: None,
                 rtt_ms: None,
                 loss_in: None,
@@ -502,6 +524,7 @@ impl Conference {
                 view: view.unwrap_or(self.config.view_size),
                 subscribers: Vec::new(),
                 unpolled: false,
+                written: false,
             },
         );
         self.meetings.entry(meeting).or_default().push(peer);
@@ -827,12 +850,29 @@ impl Conference {
         let mut broken = false;
         if let Some(p) = self.peers.get_mut(&id) {
             p.unpolled = false;
+            let mut rounds = if std::mem::take(&mut p.written) && p.connected {
+                0
+            } else {
+                DUE_ROUNDS
+            };
             loop {
                 if !p.rtc.is_alive() {
                     broken = true;
                     break;
                 }
                 match p.rtc.poll_output() {
+                    // str0m sends packets written to it after its next timeout (which it then
+                    // asks for at once). Serving that timeout here means a forwarded packet
+                    // leaves in the call that received it, not on a later turn of the driver.
+                    // Only after forwarding to a connected peer: other timers (DTLS, ICE
+                    // handshakes) count their retries per timeout served. The bound keeps a timer that stays due from spinning.
+                    Ok(RtcOutput::Timeout(t)) if t <= now && rounds < DUE_ROUNDS => {
+                        rounds += 1;
+                        if p.rtc.handle_input(Input::Timeout(now)).is_err() {
+                            broken = true;
+                            break;
+                        }
+                    }
                     Ok(RtcOutput::Timeout(t)) => {
                         p.timeout = t;
                         break;
@@ -963,6 +1003,7 @@ impl Conference {
             // them again here would add delay and a timer wake-up per packet and receiver.
             tx.set_unpaced(true);
             tx.write_rtp(write);
+            o.written = true;
             self.dirty.push(*other);
         }
         if let Some(src) = self.peers.get_mut(&origin) {
@@ -998,11 +1039,20 @@ impl Conference {
         // The estimator holds its estimate near the desired rate: never ask for less than the
         // estimate it starts from (layer rates are measured only after a second or so).
         let desired = (desired.saturating_mul(115) / 100).max(self.config.initial_bitrate_bps);
-        if let Some(p) = self.peers.get_mut(&id) {
-            p.rtc
-                .bwe()
-                .set_bitrate(Bitrate::bps(0), Bitrate::bps(desired));
-            self.dirty.push(id);
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        match self.config.estimation {
+            Estimation::Delay => {
+                p.rtc
+                    .bwe()
+                    .set_bitrate(Bitrate::bps(0), Bitrate::bps(desired));
+                self.dirty.push(id);
+            }
+            Estimation::Loss => {
+                let sent = (p.kbps_out * 1000.0) as u64;
+                p.estimate_bps = p.rate.on_report(p.loss_out, sent, MIN_ESTIMATE_BPS, desired);
+            }
         }
     }
 
@@ -1219,6 +1269,7 @@ fn on_event(
                 ),
             };
             p.last_stats = Some((s.timestamp, s.peer_bytes_rx, s.peer_bytes_tx));
+            p.kbps_out = kbps_out;
             let mut stats = LinkStats {
                 peer: id,
                 rtt_ms: p.rtt_ms,

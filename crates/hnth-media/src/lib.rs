@@ -36,6 +36,7 @@ pub mod clip;
 mod conference;
 mod demux;
 mod layer;
+mod rate;
 pub mod testing;
 mod vp8;
 
@@ -44,3 +45,4 @@ pub use conference::{
 };
 pub use demux::stun_local_ufrag;
 pub use layer::{choose_layer, LayerRate};
+pub use rate::{Estimation, LossControl};

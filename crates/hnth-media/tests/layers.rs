@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{Link, Sim};
 use hnth_media::testing::{RemoteTrack, SiteConfig};
-use hnth_media::{Config, PeerId};
+use hnth_media::{Config, Estimation, PeerId};
 use str0m::media::MediaKind;
 
 fn video(sim: &Sim, rx: PeerId, tx: PeerId) -> &RemoteTrack {
@@ -38,9 +38,25 @@ fn assert_one_layer_at_a_time(t: &RemoteTrack) {
     );
 }
 
+fn config(estimation: Estimation) -> Config {
+    Config {
+        estimation,
+        ..Config::default()
+    }
+}
+
 #[test]
-fn ample_bandwidth_settles_on_the_top_layer() {
-    let mut sim = Sim::new(Config::default());
+fn ample_bandwidth_settles_on_the_top_layer_loss_based() {
+    ample_bandwidth_settles_on_the_top_layer(Estimation::Loss);
+}
+
+#[test]
+fn ample_bandwidth_settles_on_the_top_layer_delay_based() {
+    ample_bandwidth_settles_on_the_top_layer(Estimation::Delay);
+}
+
+fn ample_bandwidth_settles_on_the_top_layer(estimation: Estimation) {
+    let mut sim = Sim::new(config(estimation));
     let ids = [1, 2, 3];
     for id in ids {
         sim.add_site(id, 1, Sim::light_site(id)).expect("add");
@@ -70,8 +86,17 @@ fn ample_bandwidth_settles_on_the_top_layer() {
 }
 
 #[test]
-fn a_receiver_behind_a_slow_link_gets_the_low_layer() {
-    let mut sim = Sim::new(Config::default());
+fn a_receiver_behind_a_slow_link_gets_the_low_layer_loss_based() {
+    a_receiver_behind_a_slow_link_gets_the_low_layer(Estimation::Loss);
+}
+
+#[test]
+fn a_receiver_behind_a_slow_link_gets_the_low_layer_delay_based() {
+    a_receiver_behind_a_slow_link_gets_the_low_layer(Estimation::Delay);
+}
+
+fn a_receiver_behind_a_slow_link_gets_the_low_layer(estimation: Estimation) {
+    let mut sim = Sim::new(config(estimation));
     // q/h/f at 75, 250 and 750 kbit/s: two of them fit a receiver's 2.5 Mbit/s start estimate.
     let site = |id: PeerId| SiteConfig::new(id, common::site_addr(id)).scale_video(0.5);
     for id in [1, 2, 3] {

@@ -89,6 +89,28 @@ pub struct Media {
     /// Media worker threads, each with its own UDP port (bind's port, then the next ones);
     /// 0 = one per CPU core. Open every one of these ports in the firewall.
     pub workers: usize,
+    /// How a site's link is judged for the video layer it receives: from the loss it reports
+    /// (`loss`), or from delay as well (`delay`: sees congestion earlier, about twice the CPU
+    /// per forwarded packet).
+    pub bandwidth_estimation: Estimation,
+}
+
+/// `media.bandwidth_estimation` as written in the settings file.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Estimation {
+    #[default]
+    Loss,
+    Delay,
+}
+
+impl From<Estimation> for hnth_media::Estimation {
+    fn from(e: Estimation) -> Self {
+        match e {
+            Estimation::Loss => hnth_media::Estimation::Loss,
+            Estimation::Delay => hnth_media::Estimation::Delay,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +148,7 @@ impl Default for Media {
             view_size: 8,
             monitor_view: 24,
             workers: 0,
+            bandwidth_estimation: Estimation::default(),
         }
     }
 }
@@ -233,6 +256,17 @@ mod tests {
         assert_eq!(s.http.tls, TlsMode::Off);
         assert_eq!(s.announce_ip().unwrap().to_string(), "10.0.0.5");
         assert_eq!(s.media.bind.port(), 10000);
+    }
+
+    #[test]
+    fn bandwidth_estimation() {
+        let read = |t: &str| toml::from_str::<Settings>(t).map(|s| s.media.bandwidth_estimation);
+        assert_eq!(read("").unwrap(), Estimation::Loss);
+        assert_eq!(
+            read("[media]\nbandwidth_estimation = \"delay\"\n").unwrap(),
+            Estimation::Delay
+        );
+        assert!(read("[media]\nbandwidth_estimation = \"fast\"\n").is_err());
     }
 
     #[test]

@@ -322,6 +322,7 @@ async fn serve(
         hnth_media::Config {
             view_size: settings.media.view_size,
             monitor_view: settings.media.monitor_view,
+            estimation: settings.media.bandwidth_estimation.into(),
             ..Default::default()
         },
         ev_tx,
