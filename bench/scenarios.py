@@ -190,9 +190,10 @@ def main():
 def print_hnth(rows):
     print()
     print("| sites | receives | fwd pkt/s | fwd Mbit/s | hnth µs/pkt | hnth CPU s/Mbit | hnth % core"
-          " | limit µs/pkt | hnth/limit | RSS MiB/site | audio p50/p99 ms | video p50/p99 ms | steady audio p99 / video p99 ms"
+          " | limit µs/pkt | hnth/limit | RSS MiB/site | server-added delay p50/p99/p99.9 ms (≤)"
+          " | audio p50/p99 ms | video p50/p99 ms | steady audio p99 / video p99 ms"
           " | join p50/p99 ms | loss a/v % | kernel drops | generator % core | complete |")
-    print("|" + "---|" * 18)
+    print("|" + "---|" * 19)
     for r in rows:
         s = r.get("server") or {}
         g = r.get("generator") or {}
@@ -204,6 +205,7 @@ def print_hnth(rows):
               f"| {fmt(s.get('us_per_packet'))} | {fmt(s.get('cpu_s_per_mbit'), '.3f')} | {fmt(s.get('core_pct'), '.0f')} "
               f"| {fmt(lim_us)} | {fmt(ratio)} "
               f"| {fmt(s.get('rss_mib_per_site'), '.2f')} "
+              f"| {delay(r.get('server_delay'))} "
               f"| {fmt(r['audio']['delay_ms_p50'])}/{fmt(r['audio']['delay_ms_p99'])} "
               f"| {fmt(r['video']['delay_ms_p50'])}/{fmt(r['video']['delay_ms_p99'])} "
               f"| {fmt(r['audio']['steady_ms_p99'])} / {fmt(r['video']['steady_ms_p99'])} "
@@ -211,6 +213,14 @@ def print_hnth(rows):
               f"| {fmt(r['audio']['loss_pct'], '.2f')}/{fmt(r['video']['loss_pct'], '.2f')} "
               f"| {r['kernel_udp']['RcvbufErrors'] + r['kernel_udp']['SndbufErrors']} "
               f"| {fmt(g.get('core_pct'), '.0f')} | {r['complete_sites']}/{r['sites']} |")
+
+
+def delay(d):
+    """The server's own delay histogram: bucket bounds, so each figure reads "at most"."""
+    if not d:
+        return "-"
+    return "/".join(fmt(d.get(k), ".2f") if isinstance(d.get(k), (int, float)) else str(d.get(k))
+                    for k in ("p50_ms_le", "p99_ms_le", "p999_ms_le"))
 
 
 def print_janus(rows):

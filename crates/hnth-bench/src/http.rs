@@ -95,8 +95,68 @@ pub async fn login(host: &str, username: &str, password: &str) -> anyhow::Result
     })
 }
 
+/// The cumulative buckets of one Prometheus histogram (`le` bound in seconds, count), from the
+/// server's `/metrics`; None when the server does not publish it.
+pub async fn histogram(host: &str, name: &str) -> Option<Vec<(f64, u64)>> {
+    let (status, text) = get(host, "/metrics").await.ok()?;
+    if status != 200 {
+        return None;
+    }
+    parse_histogram(&text, name)
+}
+
+fn parse_histogram(text: &str, name: &str) -> Option<Vec<(f64, u64)>> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    (!buckets.is_empty()).then_some(buckets)
+}
+
+/// Quantile `q` (0..1) of what was recorded between two readings of a histogram: the upper
+/// bound of the bucket it falls in (so "≤ this"), in seconds, and the count.
+pub fn histogram_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<(f64, u64)> {
+    let diff: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let b = before.iter().find(|(l, _)| l == le).map_or(0, |(_, n)| *n);
+            (*le, n.saturating_sub(b))
+        })
+        .collect();
+    let total = diff.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil().max(1.0) as u64;
+    diff.iter().find(|(_, n)| *n >= rank).map(|(le, _)| (*le, total))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn histogram_quantiles_between_two_readings() {
+        let text = "# TYPE d histogram\nd_bucket{le=\"0.0001\"} 5\nd_bucket{le=\"0.001\"} 10\nd_bucket{le=\"+Inf\"} 10\nd_count 10\n";
+        let before = super::parse_histogram(text, "d").unwrap();
+        assert_eq!(before, vec![(0.0001, 5), (0.001, 10), (f64::INFINITY, 10)]);
+        // Since then: 90 more under 100 µs, 9 under 1 ms, 1 above.
+        let after = vec![(0.0001, 95), (0.001, 109), (f64::INFINITY, 110)];
+        assert_eq!(super::histogram_quantile(&before, &after, 0.5), Some((0.0001, 100)));
+        assert_eq!(super::histogram_quantile(&before, &after, 0.99), Some((0.001, 100)));
+        assert_eq!(super::histogram_quantile(&before, &after, 1.0), Some((f64::INFINITY, 100)));
+        assert_eq!(super::histogram_quantile(&after, &after, 0.5), None);
+        assert!(super::parse_histogram(text, "other").is_none());
+    }
+
     #[test]
     fn parses_hosts_and_chunks() {
         assert_eq!(

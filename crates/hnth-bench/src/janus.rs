@@ -588,6 +588,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<bool> {
     let procs = report::Procs {
         server: server_before.zip(server_after),
         generator: self_before.zip(self_after),
+        server_delay: None,
     };
     let ok = report::print(&opts, &list, started_at, ended_at, &Value::Null, &procs);
     print_joins(&list, &times);

@@ -210,6 +210,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     };
     let server_before = opts.server_pid.and_then(report::ProcSample::read);
     let self_before = report::ProcSample::read(std::process::id());
+    let delay_before = http::histogram(&host, SERVER_DELAY).await;
     let dialed_at = Instant::now();
     op_tx
         .send(Message::text(
@@ -239,6 +240,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     let ended_at = Instant::now();
     let server_after = opts.server_pid.and_then(report::ProcSample::read);
     let self_after = report::ProcSample::read(std::process::id());
+    let delay_after = http::histogram(&host, SERVER_DELAY).await;
     let _ = stop_tx.send(true);
     let mut outcomes: Vec<SiteOutcome> = Vec::new();
     for t in tasks {
@@ -259,10 +261,14 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     let procs = report::Procs {
         server: server_before.zip(server_after),
         generator: self_before.zip(self_after),
+        server_delay: delay_before.zip(delay_after),
     };
     let ok = report::print(&opts, &outcomes, dialed_at, ended_at, &server_stats, &procs);
     Ok(ok)
 }
+
+/// The server's delay histogram on `/metrics`.
+const SERVER_DELAY: &str = "hnth_media_server_delay_seconds";
 
 /// The device account of the `i`-th site (from 0).
 pub fn site_username(i: usize) -> String {

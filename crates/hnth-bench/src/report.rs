@@ -66,6 +66,8 @@ impl ProcSample {
 pub struct Procs {
     pub server: Option<(ProcSample, ProcSample)>,
     pub generator: Option<(ProcSample, ProcSample)>,
+    /// The server's own delay histogram (`/metrics`) at dialing and at the end of the window.
+    pub server_delay: Option<(Vec<(f64, u64)>, Vec<(f64, u64)>)>,
 }
 
 /// Prints the table; true when every site received audio and video from as many others as
@@ -226,6 +228,12 @@ pub fn print(
         "server": procs.server.map(|(a, b)| proc_json(a, b, rx_packets, mbit, opts.sites)),
         "generator": procs.generator.map(|(a, b)| proc_json(a, b, rx_packets, mbit, opts.sites)),
         "errors": errors,
+        "server_delay": procs.server_delay.as_ref().map(|(a, b)| {
+            let q = |q: f64| crate::http::histogram_quantile(a, b, q);
+            let ms = |v: Option<(f64, u64)>| v.map(|(s, _)| if s.is_finite() { Value::from(s * 1000.0) } else { Value::from("inf") });
+            json!({"p50_ms_le": ms(q(0.5)), "p99_ms_le": ms(q(0.99)), "p999_ms_le": ms(q(0.999)),
+                   "datagrams": q(0.5).map(|(_, n)| n)})
+        }),
     });
     let f = |v: &Value| match v.as_f64() {
         Some(x) => format!("{x:.1}"),
@@ -262,6 +270,13 @@ pub fn print(
         mbit / window,
         window
     );
+    if summary["server_delay"].is_object() {
+        let d = &summary["server_delay"];
+        println!(
+            "server-added delay (kernel arrival → sendmmsg returned), {} datagrams: p50 ≤ {} ms, p99 ≤ {} ms, p99.9 ≤ {} ms",
+            d["datagrams"], d["p50_ms_le"], d["p99_ms_le"], d["p999_ms_le"]
+        );
+    }
     for (who, v) in [
         ("server", &summary["server"]),
         ("generator", &summary["generator"]),

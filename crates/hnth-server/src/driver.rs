@@ -15,7 +15,10 @@ use hnth_media::{CloseReason, Conference, LinkStats, MediaError, MeetingId, Outp
 use str0m::net::Transmit;
 use tokio::net::UdpSocket;
 
-use crate::udp_batch::{RecvBatch, SendBatch, BATCH};
+use crate::delay::{DelayHistogram, Turn};
+use crate::udp_batch::{enable_arrival_stamps, RecvBatch, SendBatch, BATCH};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// What signaling asks of the media core.
@@ -162,6 +165,8 @@ pub struct Workers {
     pub router: MediaRouter,
     /// Per worker: the address bound and the address announced to peers.
     pub addrs: Vec<(SocketAddr, SocketAddr)>,
+    /// The delay the workers add, for `/metrics`.
+    pub delay: Arc<DelayHistogram>,
 }
 
 /// Bind `count` UDP ports from `bind` upwards and start one worker thread on each.
@@ -174,6 +179,7 @@ pub fn start_workers(
 ) -> anyhow::Result<Workers> {
     let mut senders = Vec::new();
     let mut addrs = Vec::new();
+    let delay = Arc::new(DelayHistogram::default());
     for i in 0..count.max(1) {
         // Port 0 asks the system for any port; otherwise the ports are consecutive.
         let want = if bind.port() == 0 {
@@ -195,6 +201,7 @@ pub fn start_workers(
         });
         let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
         let events = events.clone();
+        let delay_h = delay.clone();
         std::thread::Builder::new()
             .name(format!("hnth-media-{i}"))
             .spawn(move || {
@@ -210,7 +217,9 @@ pub fn start_workers(
                 };
                 rt.block_on(async move {
                     match UdpSocket::from_std(std_socket) {
-                        Ok(socket) => run(socket, announced, conf, cmd_rx, events).await,
+                        Ok(socket) => {
+                            run(socket, announced, conf, cmd_rx, events, Some(delay_h)).await
+                        }
                         Err(e) => tracing::error!("media worker {i}: {e}"),
                     }
                 });
@@ -221,6 +230,7 @@ pub fn start_workers(
     Ok(Workers {
         router: MediaRouter::new(senders),
         addrs,
+        delay,
     })
 }
 
@@ -233,12 +243,32 @@ pub async fn run(
     mut conf: Conference,
     mut cmds: UnboundedReceiver<MediaCmd>,
     events: UnboundedSender<MediaEvent>,
+    delay: Option<Arc<DelayHistogram>>,
 ) {
     let mut rx = RecvBatch::default();
     let mut out = SendBatch::default();
     let mut tx: Vec<Transmit> = Vec::with_capacity(BATCH * 4);
+    // Arrival stamps of the datagrams handled since the last flush.
+    let mut arrivals: Vec<Duration> = Vec::with_capacity(BATCH * RECV_ROUNDS);
+    let mut turn = Turn::default();
+    if delay.is_some() {
+        if let Err(e) = enable_arrival_stamps(&socket) {
+            tracing::warn!("udp arrival stamps: {e}; the server delay will not be measured");
+        }
+    }
     loop {
         flush(&socket, &mut conf, &events, &mut tx, &mut out);
+        if let (Some(h), false) = (&delay, arrivals.is_empty()) {
+            // What these datagrams caused has left with the flush (forwarded packets leave in
+            // the call that received them).
+            if let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) {
+                for a in arrivals.drain(..) {
+                    turn.record(now.saturating_sub(a));
+                }
+                turn.commit(h);
+            }
+            arrivals.clear();
+        }
         let now = Instant::now();
         let deadline = conf
             .poll_timeout()
@@ -254,6 +284,9 @@ pub async fn run(
                 for _ in 0..RECV_ROUNDS {
                     match rx.recv(&socket) {
                         Ok(n) => {
+                            if delay.is_some() {
+                                arrivals.extend(rx.arrivals());
+                            }
                             conf.handle_receive_batch(Instant::now(), destination, rx.datagrams());
                             if n < BATCH {
                                 break;

@@ -5,6 +5,7 @@ mod auth;
 mod bookings;
 mod calendar;
 mod config;
+mod delay;
 mod costs;
 mod db;
 mod demo;
@@ -328,6 +329,7 @@ async fn serve(
         ev_tx,
     )?;
     let (media_bound, media_addr) = workers.addrs[0];
+    let media_delay = workers.delay.clone();
     let media_ports: Vec<String> = workers
         .addrs
         .iter()
@@ -377,6 +379,7 @@ async fn serve(
         settings: Arc::new(settings.clone()),
         secure_cookies: tls.is_some(),
         outbox,
+        media_delay,
     };
     let app = web::router(state);
     let listener = std::net::TcpListener::bind(settings.http.bind)
@@ -448,13 +451,13 @@ async fn serve(
         Some(t) => {
             axum_server::from_tcp_rustls(listener, t.config)
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await?
         }
         None => {
             axum_server::from_tcp(listener)
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await?
         }
     }

@@ -511,7 +511,7 @@ mod tests {
         });
         let (cmd_tx, cmd_rx) = unbounded_channel();
         let (ev_tx, mut ev_rx) = unbounded_channel();
-        tokio::spawn(driver::run(socket, media, conf, cmd_rx, ev_tx));
+        tokio::spawn(driver::run(socket, media, conf, cmd_rx, ev_tx, None));
         let hub = Hub::new(db.clone(), driver::MediaRouter::new(vec![cmd_tx.clone()]))
             .await
             .unwrap();

@@ -18,11 +18,38 @@ pub const BATCH: usize = 64;
 /// Largest datagram kept (media datagrams stay under the path MTU).
 const MAX_DATAGRAM: usize = 2048;
 
+/// Room for one control message carrying a `timespec` (SCM_TIMESTAMPNS), with slack.
+const CONTROL: usize = 64;
+
+/// Ask the kernel to stamp every datagram with its arrival time (`SO_TIMESTAMPNS`, the
+/// realtime clock), read back by [`RecvBatch::arrivals`].
+pub fn enable_arrival_stamps(socket: &UdpSocket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a plain setsockopt on our own descriptor with a correctly sized int.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Preallocated buffers for one `recvmmsg`.
 pub struct RecvBatch {
     bufs: Vec<[u8; MAX_DATAGRAM]>,
     addrs: Vec<libc::sockaddr_storage>,
     lens: Vec<usize>,
+    /// Control messages (the kernel's arrival stamp), 8-aligned as cmsghdr needs.
+    control: Vec<[u64; CONTROL / 8]>,
+    /// Arrival times since the Unix epoch, when the socket stamps them.
+    stamps: Vec<Option<std::time::Duration>>,
     count: usize,
 }
 
@@ -33,6 +60,8 @@ impl Default for RecvBatch {
             // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
             addrs: vec![unsafe { zeroed() }; BATCH],
             lens: vec![0; BATCH],
+            control: vec![[0; CONTROL / 8]; BATCH],
+            stamps: vec![None; BATCH],
             count: 0,
         }
     }
@@ -55,6 +84,8 @@ impl RecvBatch {
                 msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
                 msgs[i].msg_hdr.msg_iov = &mut iovecs[i];
                 msgs[i].msg_hdr.msg_iovlen = 1;
+                msgs[i].msg_hdr.msg_control = self.control[i].as_mut_ptr().cast();
+                msgs[i].msg_hdr.msg_controllen = CONTROL as _;
             }
             // SAFETY: every pointer refers to buffers owned by `self` or this frame, sized as
             // declared, alive for the call.
@@ -72,11 +103,18 @@ impl RecvBatch {
             }
             for (i, m) in msgs.iter().enumerate().take(r as usize) {
                 self.lens[i] = m.msg_len as usize;
+                self.stamps[i] = arrival_stamp(&m.msg_hdr);
             }
             Ok(r as usize)
         })?;
         self.count = n;
         Ok(n)
+    }
+
+    /// When the kernel received each datagram of the last `recv` (since the Unix epoch), for
+    /// those it stamped.
+    pub fn arrivals(&self) -> impl Iterator<Item = std::time::Duration> + '_ {
+        self.stamps[..self.count].iter().flatten().copied()
     }
 
     /// The datagrams of the last `recv`, with their source addresses.
@@ -86,6 +124,26 @@ impl RecvBatch {
             Some((addr, &self.bufs[i][..self.lens[i].min(MAX_DATAGRAM)]))
         })
     }
+}
+
+/// The SCM_TIMESTAMPNS control message of a received datagram, if there is one.
+fn arrival_stamp(hdr: &libc::msghdr) -> Option<std::time::Duration> {
+    // SAFETY: the kernel filled `msg_control` up to `msg_controllen`; the CMSG_* macros walk
+    // only within it, and a timestamp message carries one timespec.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return Some(std::time::Duration::new(
+                    u64::try_from(ts.tv_sec).ok()?,
+                    u32::try_from(ts.tv_nsec).ok()?,
+                ));
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
 }
 
 /// Preallocated headers for `sendmmsg`, reused from one flush to the next.
@@ -264,5 +322,47 @@ mod tests {
             }
         }
         assert_eq!(got, payloads);
+    }
+
+    #[tokio::test]
+    async fn arrivals_are_stamped_by_the_kernel_when_asked() {
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = b.local_addr().unwrap();
+        let mut batch = RecvBatch::default();
+        let mut stamps = Vec::new();
+        for stamped in [false, true] {
+            if stamped {
+                enable_arrival_stamps(&b).unwrap();
+            }
+            let before = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            a.send_to(b"x", to).await.unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                assert!(std::time::Instant::now() < deadline, "nothing arrived");
+                b.readable().await.unwrap();
+                match batch.recv(&b) {
+                    Ok(n) => {
+                        assert_eq!(n, 1);
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            let after = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            let got: Vec<_> = batch.arrivals().collect();
+            if stamped {
+                assert_eq!(got.len(), 1);
+                assert!(got[0] >= before && got[0] <= after, "{got:?} not in {before:?}..{after:?}");
+            } else {
+                assert!(got.is_empty(), "{got:?}");
+            }
+            stamps.push(got);
+        }
     }
 }

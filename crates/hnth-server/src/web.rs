@@ -28,6 +28,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Wakes the e-mail sender after notices were queued.
     pub outbox: crate::mail::Outbox,
+    /// The delay the media workers add (`/metrics`).
+    pub media_delay: Arc<crate::delay::DelayHistogram>,
 }
 
 /// One error type for every handler.
@@ -166,10 +168,33 @@ pub fn page(name: &str, ctx: minijinja::Value) -> Html<String> {
 
 // ---------------------------------------------------------------- routes
 
+/// Prometheus metrics, for a collector on this machine only: they carry no personal data, and
+/// nothing outside needs them.
+async fn metrics(
+    State(st): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics are served to this machine (127.0.0.1) only\n",
+        )
+            .into_response();
+    }
+    let mut body = String::new();
+    st.media_delay.render(&mut body);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+        .into_response()
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .route("/login", get(login_page).post(login_form))
         .route("/logout", post(logout))
         .route("/lang/{code}", get(set_lang))
