@@ -125,7 +125,11 @@ fn parse_histogram(text: &str, name: &str) -> Option<Vec<(f64, u64)>> {
 
 /// Quantile `q` (0..1) of what was recorded between two readings of a histogram: the upper
 /// bound of the bucket it falls in (so "≤ this"), in seconds, and the count.
-pub fn histogram_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<(f64, u64)> {
+pub fn histogram_quantile(
+    before: &[(f64, u64)],
+    after: &[(f64, u64)],
+    q: f64,
+) -> Option<(f64, u64)> {
     let diff: Vec<(f64, u64)> = after
         .iter()
         .map(|(le, n)| {
@@ -138,7 +142,9 @@ pub fn histogram_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -
         return None;
     }
     let rank = (q * total as f64).ceil().max(1.0) as u64;
-    diff.iter().find(|(_, n)| *n >= rank).map(|(le, _)| (*le, total))
+    diff.iter()
+        .find(|(_, n)| *n >= rank)
+        .map(|(le, _)| (*le, total))
 }
 
 #[cfg(test)]
@@ -150,9 +156,18 @@ mod tests {
         assert_eq!(before, vec![(0.0001, 5), (0.001, 10), (f64::INFINITY, 10)]);
         // Since then: 90 more under 100 µs, 9 under 1 ms, 1 above.
         let after = vec![(0.0001, 95), (0.001, 109), (f64::INFINITY, 110)];
-        assert_eq!(super::histogram_quantile(&before, &after, 0.5), Some((0.0001, 100)));
-        assert_eq!(super::histogram_quantile(&before, &after, 0.99), Some((0.001, 100)));
-        assert_eq!(super::histogram_quantile(&before, &after, 1.0), Some((f64::INFINITY, 100)));
+        assert_eq!(
+            super::histogram_quantile(&before, &after, 0.5),
+            Some((0.0001, 100))
+        );
+        assert_eq!(
+            super::histogram_quantile(&before, &after, 0.99),
+            Some((0.001, 100))
+        );
+        assert_eq!(
+            super::histogram_quantile(&before, &after, 1.0),
+            Some((f64::INFINITY, 100))
+        );
         assert_eq!(super::histogram_quantile(&after, &after, 0.5), None);
         assert!(super::parse_histogram(text, "other").is_none());
     }

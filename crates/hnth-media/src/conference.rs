@@ -1051,7 +1051,9 @@ impl Conference {
             }
             Estimation::Loss => {
                 let sent = (p.kbps_out * 1000.0) as u64;
-                p.estimate_bps = p.rate.on_report(p.loss_out, sent, MIN_ESTIMATE_BPS, desired);
+                p.estimate_bps = p
+                    .rate
+                    .on_report(p.loss_out, sent, MIN_ESTIMATE_BPS, desired);
             }
         }
     }

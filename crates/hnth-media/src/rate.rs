@@ -84,14 +84,7 @@ impl LossControl {
                 self.slow_start = false;
                 self.bps as f64
             }
-            Some(_) => {
-                self.bps as f64
-                    * if self.slow_start {
-                        SLOW_START
-                    } else {
-                        GROW
-                    }
-            }
+            Some(_) => self.bps as f64 * if self.slow_start { SLOW_START } else { GROW },
         };
         self.bps = (next.round() as u64).clamp(floor, ceiling);
         self.bps

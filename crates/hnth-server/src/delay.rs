@@ -120,10 +120,25 @@ mod tests {
         t.commit(&h); // an empty turn adds nothing
         let mut s = String::new();
         h.render(&mut s);
-        assert!(s.contains("hnth_media_server_delay_seconds_bucket{le=\"0.00005\"} 1\n"), "{s}");
-        assert!(s.contains("hnth_media_server_delay_seconds_bucket{le=\"0.0005\"} 2\n"), "{s}");
-        assert!(s.contains("hnth_media_server_delay_seconds_bucket{le=\"1\"} 2\n"), "{s}");
-        assert!(s.contains("hnth_media_server_delay_seconds_bucket{le=\"+Inf\"} 3\n"), "{s}");
-        assert!(s.contains("hnth_media_server_delay_seconds_count 3\n"), "{s}");
+        assert!(
+            s.contains("hnth_media_server_delay_seconds_bucket{le=\"0.00005\"} 1\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("hnth_media_server_delay_seconds_bucket{le=\"0.0005\"} 2\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("hnth_media_server_delay_seconds_bucket{le=\"1\"} 2\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("hnth_media_server_delay_seconds_bucket{le=\"+Inf\"} 3\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("hnth_media_server_delay_seconds_count 3\n"),
+            "{s}"
+        );
     }
 }

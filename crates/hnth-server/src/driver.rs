@@ -256,19 +256,22 @@ pub async fn run(
             tracing::warn!("udp arrival stamps: {e}; the server delay will not be measured");
         }
     }
-    loop {
-        flush(&socket, &mut conf, &events, &mut tx, &mut out);
+    // Flush, then account the delay of the datagrams handled since the last flush: what they
+    // caused has left with it (forwarded packets leave in the call that received them).
+    let mut flush = |conf: &mut Conference, arrivals: &mut Vec<Duration>| {
+        flush(&socket, conf, &events, &mut tx, &mut out);
         if let (Some(h), false) = (&delay, arrivals.is_empty()) {
-            // What these datagrams caused has left with the flush (forwarded packets leave in
-            // the call that received them).
             if let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) {
-                for a in arrivals.drain(..) {
-                    turn.record(now.saturating_sub(a));
+                for a in arrivals.iter() {
+                    turn.record(now.saturating_sub(*a));
                 }
                 turn.commit(h);
             }
             arrivals.clear();
         }
+    };
+    loop {
+        flush(&mut conf, &mut arrivals);
         let now = Instant::now();
         let deadline = conf
             .poll_timeout()
@@ -291,6 +294,9 @@ pub async fn run(
                             if n < BATCH {
                                 break;
                             }
+                            // More is waiting: send what this batch caused before reading on,
+                            // so its packets do not wait for the next batch's work.
+                            flush(&mut conf, &mut arrivals);
                         }
                         Err(e) => {
                             if e.kind() != std::io::ErrorKind::WouldBlock {

@@ -358,7 +358,10 @@ mod tests {
             let got: Vec<_> = batch.arrivals().collect();
             if stamped {
                 assert_eq!(got.len(), 1);
-                assert!(got[0] >= before && got[0] <= after, "{got:?} not in {before:?}..{after:?}");
+                assert!(
+                    got[0] >= before && got[0] <= after,
+                    "{got:?} not in {before:?}..{after:?}"
+                );
             } else {
                 assert!(got.is_empty(), "{got:?}");
             }

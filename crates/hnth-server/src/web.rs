@@ -183,11 +183,7 @@ async fn metrics(
     }
     let mut body = String::new();
     st.media_delay.render(&mut body);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 pub fn router(state: AppState) -> Router {
