@@ -95,9 +95,11 @@ pub async fn login(host: &str, username: &str, password: &str) -> anyhow::Result
     })
 }
 
-/// The cumulative buckets of one Prometheus histogram (`le` bound in seconds, count), from the
-/// server's `/metrics`; None when the server does not publish it.
-pub async fn histogram(host: &str, name: &str) -> Option<Vec<(f64, u64)>> {
+/// The cumulative buckets of a Prometheus histogram: `le` bound in seconds, count.
+pub type Buckets = Vec<(f64, u64)>;
+
+/// One histogram from the server's `/metrics`; None when the server does not publish it.
+pub async fn histogram(host: &str, name: &str) -> Option<Buckets> {
     let (status, text) = get(host, "/metrics").await.ok()?;
     if status != 200 {
         return None;
@@ -105,9 +107,9 @@ pub async fn histogram(host: &str, name: &str) -> Option<Vec<(f64, u64)>> {
     parse_histogram(&text, name)
 }
 
-fn parse_histogram(text: &str, name: &str) -> Option<Vec<(f64, u64)>> {
+fn parse_histogram(text: &str, name: &str) -> Option<Buckets> {
     let prefix = format!("{name}_bucket{{le=\"");
-    let buckets: Vec<(f64, u64)> = text
+    let buckets: Buckets = text
         .lines()
         .filter_map(|l| l.strip_prefix(prefix.as_str()))
         .filter_map(|rest| {

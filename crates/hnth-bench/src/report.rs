@@ -67,7 +67,7 @@ pub struct Procs {
     pub server: Option<(ProcSample, ProcSample)>,
     pub generator: Option<(ProcSample, ProcSample)>,
     /// The server's own delay histogram (`/metrics`) at dialing and at the end of the window.
-    pub server_delay: Option<(Vec<(f64, u64)>, Vec<(f64, u64)>)>,
+    pub server_delay: Option<(crate::http::Buckets, crate::http::Buckets)>,
 }
 
 /// Prints the table; true when every site received audio and video from as many others as

@@ -344,6 +344,8 @@ struct Peer {
     rate: LossControl,
     /// What was sent to the peer over the last stats interval.
     kbps_out: f64,
+    /// The receiver's own estimate of its link (REMB), if it sends one.
+    remb_bps: Option<u64>,
     last_stats: Option<(Instant, u64, u64)>,
     rtt_ms: Option<f64>,
     loss_in: Option<f32>,
@@ -515,6 +517,7 @@ impl Conference {
                 estimate_bps: self.config.initial_bitrate_bps,
                 rate: LossControl::new(self.config.initial_bitrate_bps),
                 kbps_out: 0.0,
+                remb_bps: None,
                 last_stats: None,
                 rtt_ms: None,
                 loss_in: None,
@@ -1051,9 +1054,10 @@ impl Conference {
             }
             Estimation::Loss => {
                 let sent = (p.kbps_out * 1000.0) as u64;
-                p.estimate_bps = p
+                let loss_based = p
                     .rate
                     .on_report(p.loss_out, sent, MIN_ESTIMATE_BPS, desired);
+                p.estimate_bps = p.remb_bps.map_or(loss_based, |r| r.min(loss_based));
             }
         }
     }
@@ -1229,9 +1233,15 @@ fn on_event(
                 rid: t.layer.flatten(),
             })
         }
-        Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. })
-        | Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
+        Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
             p.estimate_bps = estimate.as_u64();
+            None
+        }
+        // A receiver that estimates for itself (REMB: aiortc, older endpoints) is believed at
+        // once, and caps the loss-based estimate from then on.
+        Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
+            p.estimate_bps = estimate.as_u64();
+            p.remb_bps = Some(p.estimate_bps);
             None
         }
         Event::MediaIngressStats(s) => {

@@ -25,9 +25,11 @@
 //! shared by every receiver of its track, never reassembled or packetized again. Per receiver,
 //! the sequence numbers, RTP timestamps and VP8 picture ids are rebased at every simulcast
 //! layer switch (made on the new layer's keyframe), so the receiver sees one continuous stream.
-//! Forwarded packets are not paced again (the sender paced them); each receiver's bandwidth
-//! estimator is told the rate of its sources' top layers and probes towards it. The server
-//! negotiates Opus and VP8 only.
+//! Forwarded packets are not paced again (the sender paced them) and leave in the call that
+//! received them. Each receiver's link is judged from the loss its feedback reports
+//! ([`LossControl`], the default), or by str0m's delay-based estimator told the rate of its
+//! sources' top layers ([`Estimation::Delay`], about twice the CPU per packet: str0m's pacer sends
+//! one packet per timeout). The server negotiates Opus and VP8 only.
 //!
 //! Renegotiation: after a peer's initial offer, only the server offers (one offer outstanding per
 //! peer; further changes wait for its answer), so many sites joining at once cannot collide.

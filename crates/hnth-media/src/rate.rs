@@ -100,7 +100,8 @@ mod tests {
     #[test]
     fn one_report() {
         // (start, slow start still on, loss, floor, ceiling) -> estimate; nothing known sent
-        let cases: &[(u64, bool, Option<f32>, u64, u64, u64)] = &[
+        type Case = (u64, bool, Option<f32>, u64, u64, u64);
+        let cases: &[Case] = &[
             // No feedback: unchanged, but kept under the ceiling.
             (2 * M, true, None, 100_000, 10 * M, 2 * M),
             (2 * M, true, None, 100_000, M, M),
