@@ -377,7 +377,7 @@ type Speaker = (usize, PeerId, Vec<(Mid, MediaKind)>);
 #[allow(clippy::large_enum_variant)]
 enum Propagate {
     TrackOpen,
-    /// The peer's link figures were renewed: tell its estimator what it would like to send.
+    /// The peer's link figures were renewed: renew its bandwidth estimate.
     Stats,
     Rtp(Packet),
     KeyframeRequest {
@@ -686,9 +686,16 @@ impl Conference {
             self.drive(now);
             return Err(MediaError::SdpRejected(e.to_string()));
         }
+        let mut api = p.rtc.direct_api();
         for t in &mut p.tracks_out {
             if let OutState::Negotiating(m) = t.state {
                 t.state = OutState::Open(m);
+                // The sender paces its packets already, and forwarding keeps its spacing.
+                // Pacing them again (with `Estimation::Delay`) would add delay and a timer
+                // wake-up per packet and receiver.
+                if let Some(tx) = api.stream_tx_by_mid(m, None) {
+                    tx.set_unpaced(true);
+                }
             }
         }
         p.tracks_out
@@ -868,7 +875,8 @@ impl Conference {
                     // asks for at once). Serving that timeout here means a forwarded packet
                     // leaves in the call that received it, not on a later turn of the driver.
                     // Only after forwarding to a connected peer: other timers (DTLS, ICE
-                    // handshakes) count their retries per timeout served. The bound keeps a timer that stays due from spinning.
+                    // handshakes) count their retries per timeout served. The bound keeps a
+                    // timer that stays due from spinning.
                     Ok(RtcOutput::Timeout(t)) if t <= now && rounds < DUE_ROUNDS => {
                         rounds += 1;
                         if p.rtc.handle_input(Input::Timeout(now)).is_err() {
@@ -908,7 +916,7 @@ impl Conference {
         };
         match prop {
             Propagate::TrackOpen => self.reconcile(meeting),
-            Propagate::Stats => self.set_desired_bitrate(origin),
+            Propagate::Stats => self.update_estimate(origin),
             Propagate::KeyframeRequest { source, mid, rid } => {
                 self.request_keyframe(now, source, mid, Some(rid), false);
             }
@@ -1002,9 +1010,6 @@ impl Conference {
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 continue;
             };
-            // The sender paces its packets already, and forwarding keeps its spacing. Pacing
-            // them again here would add delay and a timer wake-up per packet and receiver.
-            tx.set_unpaced(true);
             tx.write_rtp(write);
             o.written = true;
             self.dirty.push(*other);
@@ -1017,11 +1022,12 @@ impl Conference {
         }
     }
 
-    /// Tell a receiver's bandwidth estimator what it would like to send: the top layer of every
-    /// video it receives, with the headroom a layer switch upwards needs. The
-    /// estimator probes the link towards it; forwarded media alone would never show it room
-    /// for a better layer.
-    fn set_desired_bitrate(&mut self, id: PeerId) {
+    /// Renew a receiver's bandwidth estimate once its link figures come (every second). What it
+    /// would like to receive is the top layer of every video it receives, with the headroom a
+    /// layer switch upwards needs: the loss-based estimate never grows past it, and str0m's
+    /// delay-based estimator is asked to probe towards it (forwarded media alone would never
+    /// show it room for a better layer).
+    fn update_estimate(&mut self, id: PeerId) {
         let Some(p) = self.peers.get(&id) else {
             return;
         };

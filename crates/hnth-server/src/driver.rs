@@ -234,7 +234,7 @@ pub fn start_workers(
     })
 }
 
-/// Batches of datagrams read per wake-up before the core's output is flushed.
+/// Batches of datagrams read per wake-up (what a full batch caused is sent before the next).
 const RECV_ROUNDS: usize = 4;
 
 pub async fn run(
@@ -248,8 +248,8 @@ pub async fn run(
     let mut rx = RecvBatch::default();
     let mut out = SendBatch::default();
     let mut tx: Vec<Transmit> = Vec::with_capacity(BATCH * 4);
-    // Arrival stamps of the datagrams handled since the last flush.
-    let mut arrivals: Vec<Duration> = Vec::with_capacity(BATCH * RECV_ROUNDS);
+    // Arrival stamps of the datagrams handled since the last flush (a batch at most).
+    let mut arrivals: Vec<Duration> = Vec::with_capacity(BATCH);
     let mut turn = Turn::default();
     if delay.is_some() {
         if let Err(e) = enable_arrival_stamps(&socket) {
@@ -258,7 +258,7 @@ pub async fn run(
     }
     // Flush, then account the delay of the datagrams handled since the last flush: what they
     // caused has left with it (forwarded packets leave in the call that received them).
-    let mut flush = |conf: &mut Conference, arrivals: &mut Vec<Duration>| {
+    let mut flush_measured = |conf: &mut Conference, arrivals: &mut Vec<Duration>| {
         flush(&socket, conf, &events, &mut tx, &mut out);
         if let (Some(h), false) = (&delay, arrivals.is_empty()) {
             if let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) {
@@ -271,7 +271,7 @@ pub async fn run(
         }
     };
     loop {
-        flush(&mut conf, &mut arrivals);
+        flush_measured(&mut conf, &mut arrivals);
         let now = Instant::now();
         let deadline = conf
             .poll_timeout()
@@ -296,7 +296,7 @@ pub async fn run(
                             }
                             // More is waiting: send what this batch caused before reading on,
                             // so its packets do not wait for the next batch's work.
-                            flush(&mut conf, &mut arrivals);
+                            flush_measured(&mut conf, &mut arrivals);
                         }
                         Err(e) => {
                             if e.kind() != std::io::ErrorKind::WouldBlock {

@@ -330,7 +330,6 @@ mod tests {
         let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let to = b.local_addr().unwrap();
         let mut batch = RecvBatch::default();
-        let mut stamps = Vec::new();
         for stamped in [false, true] {
             if stamped {
                 enable_arrival_stamps(&b).unwrap();
@@ -365,7 +364,6 @@ mod tests {
             } else {
                 assert!(got.is_empty(), "{got:?}");
             }
-            stamps.push(got);
         }
     }
 }
