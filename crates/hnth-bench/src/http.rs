@@ -98,16 +98,14 @@ pub async fn login(host: &str, username: &str, password: &str) -> anyhow::Result
 /// The cumulative buckets of a Prometheus histogram: `le` bound in seconds, count.
 pub type Buckets = Vec<(f64, u64)>;
 
-/// One histogram from the server's `/metrics`; None when the server does not publish it.
-pub async fn histogram(host: &str, name: &str) -> Option<Buckets> {
+/// The server's `/metrics` text; None when it does not publish it.
+pub async fn metrics(host: &str) -> Option<String> {
     let (status, text) = get(host, "/metrics").await.ok()?;
-    if status != 200 {
-        return None;
-    }
-    parse_histogram(&text, name)
+    (status == 200).then_some(text)
 }
 
-fn parse_histogram(text: &str, name: &str) -> Option<Buckets> {
+/// One histogram of a `/metrics` text.
+pub fn parse_histogram(text: &str, name: &str) -> Option<Buckets> {
     let prefix = format!("{name}_bucket{{le=\"");
     let buckets: Buckets = text
         .lines()

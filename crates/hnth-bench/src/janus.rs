@@ -589,6 +589,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<bool> {
         server: server_before.zip(server_after),
         generator: self_before.zip(self_after),
         server_delay: None,
+        socket_wait: None,
     };
     let ok = report::print(&opts, &list, started_at, ended_at, &Value::Null, &procs);
     print_joins(&list, &times);

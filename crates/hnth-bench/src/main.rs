@@ -210,7 +210,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     };
     let server_before = opts.server_pid.and_then(report::ProcSample::read);
     let self_before = report::ProcSample::read(std::process::id());
-    let delay_before = http::histogram(&host, SERVER_DELAY).await;
+    let metrics_before = http::metrics(&host).await;
     let dialed_at = Instant::now();
     op_tx
         .send(Message::text(
@@ -240,7 +240,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     let ended_at = Instant::now();
     let server_after = opts.server_pid.and_then(report::ProcSample::read);
     let self_after = report::ProcSample::read(std::process::id());
-    let delay_after = http::histogram(&host, SERVER_DELAY).await;
+    let metrics_after = http::metrics(&host).await;
     let _ = stop_tx.send(true);
     let mut outcomes: Vec<SiteOutcome> = Vec::new();
     for t in tasks {
@@ -261,7 +261,8 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     let procs = report::Procs {
         server: server_before.zip(server_after),
         generator: self_before.zip(self_after),
-        server_delay: delay_before.zip(delay_after),
+        server_delay: histograms(&metrics_before, &metrics_after, SERVER_DELAY),
+        socket_wait: histograms(&metrics_before, &metrics_after, SOCKET_WAIT),
     };
     let ok = report::print(&opts, &outcomes, dialed_at, ended_at, &server_stats, &procs);
     Ok(ok)
@@ -269,6 +270,18 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
 
 /// The server's delay histogram on `/metrics`.
 const SERVER_DELAY: &str = "hnth_media_server_delay_seconds";
+/// The part of it spent waiting in the socket.
+const SOCKET_WAIT: &str = "hnth_media_socket_wait_seconds";
+
+/// A histogram of the server's `/metrics` at two readings.
+fn histograms(
+    before: &Option<String>,
+    after: &Option<String>,
+    name: &str,
+) -> Option<(http::Buckets, http::Buckets)> {
+    let read = |m: &Option<String>| m.as_deref().and_then(|t| http::parse_histogram(t, name));
+    read(before).zip(read(after))
+}
 
 /// The device account of the `i`-th site (from 0).
 pub fn site_username(i: usize) -> String {

@@ -68,6 +68,8 @@ pub struct Procs {
     pub generator: Option<(ProcSample, ProcSample)>,
     /// The server's own delay histogram (`/metrics`) at dialing and at the end of the window.
     pub server_delay: Option<(crate::http::Buckets, crate::http::Buckets)>,
+    /// The part of it spent waiting in the socket, likewise.
+    pub socket_wait: Option<(crate::http::Buckets, crate::http::Buckets)>,
 }
 
 /// Prints the table; true when every site received audio and video from as many others as
@@ -228,12 +230,8 @@ pub fn print(
         "server": procs.server.map(|(a, b)| proc_json(a, b, rx_packets, mbit, opts.sites)),
         "generator": procs.generator.map(|(a, b)| proc_json(a, b, rx_packets, mbit, opts.sites)),
         "errors": errors,
-        "server_delay": procs.server_delay.as_ref().map(|(a, b)| {
-            let q = |q: f64| crate::http::histogram_quantile(a, b, q);
-            let ms = |v: Option<(f64, u64)>| v.map(|(s, _)| if s.is_finite() { Value::from(s * 1000.0) } else { Value::from("inf") });
-            json!({"p50_ms_le": ms(q(0.5)), "p99_ms_le": ms(q(0.99)), "p999_ms_le": ms(q(0.999)),
-                   "datagrams": q(0.5).map(|(_, n)| n)})
-        }),
+        "server_delay": procs.server_delay.as_ref().map(|(a, b)| delay_json(a, b)),
+        "socket_wait": procs.socket_wait.as_ref().map(|(a, b)| delay_json(a, b)),
     });
     let f = |v: &Value| match v.as_f64() {
         Some(x) => format!("{x:.1}"),
@@ -270,12 +268,22 @@ pub fn print(
         mbit / window,
         window
     );
-    if summary["server_delay"].is_object() {
-        let d = &summary["server_delay"];
-        println!(
-            "server-added delay (kernel arrival → sendmmsg returned), {} datagrams: p50 ≤ {} ms, p99 ≤ {} ms, p99.9 ≤ {} ms",
-            d["datagrams"], d["p50_ms_le"], d["p99_ms_le"], d["p999_ms_le"]
-        );
+    for (what, d) in [
+        (
+            "server-added delay (kernel arrival → sendmmsg returned)",
+            &summary["server_delay"],
+        ),
+        (
+            "of which waiting in the socket (kernel arrival → read)",
+            &summary["socket_wait"],
+        ),
+    ] {
+        if d.is_object() {
+            println!(
+                "{what}, {} datagrams: p50 ≤ {} ms, p99 ≤ {} ms, p99.9 ≤ {} ms",
+                d["datagrams"], d["p50_ms_le"], d["p99_ms_le"], d["p999_ms_le"]
+            );
+        }
     }
     for (who, v) in [
         ("server", &summary["server"]),
@@ -372,4 +380,20 @@ fn proc_json(a: ProcSample, b: ProcSample, packets: u64, mbit: f64, sites: usize
         "rss_mib_after": mib(b.rss_kib),
         "rss_mib_per_site": mib(b.rss_kib.saturating_sub(a.rss_kib)) / sites.max(1) as f64,
     })
+}
+
+/// Quantiles of a server histogram between two readings, in ms (bucket bounds: "at most").
+fn delay_json(a: &crate::http::Buckets, b: &crate::http::Buckets) -> Value {
+    let q = |q: f64| crate::http::histogram_quantile(a, b, q);
+    let ms = |v: Option<(f64, u64)>| {
+        v.map(|(s, _)| {
+            if s.is_finite() {
+                Value::from(s * 1000.0)
+            } else {
+                Value::from("inf")
+            }
+        })
+    };
+    json!({"p50_ms_le": ms(q(0.5)), "p99_ms_le": ms(q(0.99)), "p999_ms_le": ms(q(0.999)),
+           "datagrams": q(0.5).map(|(_, n)| n)})
 }

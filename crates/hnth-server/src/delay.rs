@@ -1,6 +1,7 @@
 //! The delay the server adds: from the moment the kernel received a datagram to the return of
 //! the `sendmmsg` that carried what it caused (the forwarded packets, the feedback), as a
-//! Prometheus histogram on `/metrics`.
+//! Prometheus histogram on `/metrics`; and the part of it the datagram spent waiting in the
+//! socket before a media worker read it (a worker short of CPU shows there first).
 //!
 //! Written by hand rather than with the `metrics` crate and its exporter: it is one fixed set of
 //! counters, recorded once per driver turn, and the benchmark reads the cumulative buckets
@@ -25,7 +26,33 @@ fn bucket(d: Duration) -> usize {
         .unwrap_or(BOUNDS_US.len())
 }
 
-/// Shared by every media worker; read by `/metrics`.
+/// The media workers' delays, shared by every worker; read by `/metrics`.
+#[derive(Default)]
+pub struct MediaDelays {
+    /// Kernel arrival → `sendmmsg` returned.
+    pub total: DelayHistogram,
+    /// Kernel arrival → read by the worker.
+    pub waiting: DelayHistogram,
+}
+
+impl MediaDelays {
+    /// The Prometheus text exposition of both histograms.
+    pub fn render(&self, out: &mut String) {
+        self.total.render(
+            "hnth_media_server_delay_seconds",
+            "Time from a datagram's arrival in the kernel to the return of the sendmmsg that \
+             carried what it caused.",
+            out,
+        );
+        self.waiting.render(
+            "hnth_media_socket_wait_seconds",
+            "Time from a datagram's arrival in the kernel to its reading by a media worker.",
+            out,
+        );
+    }
+}
+
+/// One histogram of delays.
 #[derive(Default)]
 pub struct DelayHistogram {
     counts: [AtomicU64; BUCKETS],
@@ -66,14 +93,9 @@ impl Turn {
 
 impl DelayHistogram {
     /// The Prometheus text exposition of the histogram (cumulative buckets, seconds).
-    pub fn render(&self, out: &mut String) {
-        const NAME: &str = "hnth_media_server_delay_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {NAME} Time from a datagram's arrival in the kernel to the return of the \
-             sendmmsg that carried what it caused."
-        );
-        let _ = writeln!(out, "# TYPE {NAME} histogram");
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
         let mut total = 0;
         for (i, c) in self.counts.iter().enumerate() {
             total += c.load(Ordering::Relaxed);
@@ -81,11 +103,11 @@ impl DelayHistogram {
                 Some(us) => format!("{}", *us as f64 / 1e6),
                 None => "+Inf".into(),
             };
-            let _ = writeln!(out, "{NAME}_bucket{{le=\"{le}\"}} {total}");
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {total}");
         }
         let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{NAME}_sum {sum}");
-        let _ = writeln!(out, "{NAME}_count {total}");
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {total}");
     }
 }
 
@@ -111,15 +133,19 @@ mod tests {
 
     #[test]
     fn renders_cumulative_buckets() {
-        let h = DelayHistogram::default();
+        let h = MediaDelays::default();
         let mut t = Turn::default();
         t.record(Duration::from_micros(40));
         t.record(Duration::from_micros(400));
         t.record(Duration::from_secs(2));
-        t.commit(&h);
-        t.commit(&h); // an empty turn adds nothing
+        t.commit(&h.total);
+        t.commit(&h.total); // an empty turn adds nothing
         let mut s = String::new();
         h.render(&mut s);
+        assert!(
+            s.contains("hnth_media_socket_wait_seconds_count 0\n"),
+            "{s}"
+        );
         assert!(
             s.contains("hnth_media_server_delay_seconds_bucket{le=\"0.00005\"} 1\n"),
             "{s}"

@@ -15,7 +15,7 @@ use hnth_media::{CloseReason, Conference, LinkStats, MediaError, MeetingId, Outp
 use str0m::net::Transmit;
 use tokio::net::UdpSocket;
 
-use crate::delay::{DelayHistogram, Turn};
+use crate::delay::{MediaDelays, Turn};
 use crate::udp_batch::{enable_arrival_stamps, RecvBatch, SendBatch, BATCH};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -166,7 +166,7 @@ pub struct Workers {
     /// Per worker: the address bound and the address announced to peers.
     pub addrs: Vec<(SocketAddr, SocketAddr)>,
     /// The delay the workers add, for `/metrics`.
-    pub delay: Arc<DelayHistogram>,
+    pub delay: Arc<MediaDelays>,
 }
 
 /// Bind `count` UDP ports from `bind` upwards and start one worker thread on each.
@@ -179,7 +179,7 @@ pub fn start_workers(
 ) -> anyhow::Result<Workers> {
     let mut senders = Vec::new();
     let mut addrs = Vec::new();
-    let delay = Arc::new(DelayHistogram::default());
+    let delay = Arc::new(MediaDelays::default());
     for i in 0..count.max(1) {
         // Port 0 asks the system for any port; otherwise the ports are consecutive.
         let want = if bind.port() == 0 {
@@ -243,14 +243,14 @@ pub async fn run(
     mut conf: Conference,
     mut cmds: UnboundedReceiver<MediaCmd>,
     events: UnboundedSender<MediaEvent>,
-    delay: Option<Arc<DelayHistogram>>,
+    delay: Option<Arc<MediaDelays>>,
 ) {
     let mut rx = RecvBatch::default();
     let mut out = SendBatch::default();
     let mut tx: Vec<Transmit> = Vec::with_capacity(BATCH * 4);
     // Arrival stamps of the datagrams handled since the last flush (a batch at most).
     let mut arrivals: Vec<Duration> = Vec::with_capacity(BATCH);
-    let mut turn = Turn::default();
+    let (mut turn, mut waiting) = (Turn::default(), Turn::default());
     if delay.is_some() {
         if let Err(e) = enable_arrival_stamps(&socket) {
             tracing::warn!("udp arrival stamps: {e}; the server delay will not be measured");
@@ -265,7 +265,7 @@ pub async fn run(
                 for a in arrivals.iter() {
                     turn.record(now.saturating_sub(*a));
                 }
-                turn.commit(h);
+                turn.commit(&h.total);
             }
             arrivals.clear();
         }
@@ -287,8 +287,15 @@ pub async fn run(
                 for _ in 0..RECV_ROUNDS {
                     match rx.recv(&socket) {
                         Ok(n) => {
-                            if delay.is_some() {
+                            if let Some(h) = &delay {
+                                let first = arrivals.len();
                                 arrivals.extend(rx.arrivals());
+                                if let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) {
+                                    for a in &arrivals[first..] {
+                                        waiting.record(now.saturating_sub(*a));
+                                    }
+                                    waiting.commit(&h.waiting);
+                                }
                             }
                             conf.handle_receive_batch(Instant::now(), destination, rx.datagrams());
                             if n < BATCH {

@@ -29,7 +29,7 @@ pub struct AppState {
     /// Wakes the e-mail sender after notices were queued.
     pub outbox: crate::mail::Outbox,
     /// The delay the media workers add (`/metrics`).
-    pub media_delay: Arc<crate::delay::DelayHistogram>,
+    pub media_delay: Arc<crate::delay::MediaDelays>,
 }
 
 /// One error type for every handler.
