@@ -174,6 +174,10 @@ async fn metrics(
     State(st): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
 ) -> Response {
+    metrics_for(peer, &st.media_delay)
+}
+
+fn metrics_for(peer: std::net::SocketAddr, delays: &crate::delay::MediaDelays) -> Response {
     if !peer.ip().is_loopback() {
         return (
             StatusCode::FORBIDDEN,
@@ -182,8 +186,30 @@ async fn metrics(
             .into_response();
     }
     let mut body = String::new();
-    st.media_delay.render(&mut body);
+    delays.render(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::*;
+
+    #[test]
+    fn metrics_only_to_this_machine() {
+        let d = crate::delay::MediaDelays::default();
+        for (peer, status) in [
+            ("127.0.0.1:5000", StatusCode::OK),
+            ("[::1]:5000", StatusCode::OK),
+            ("10.77.0.2:5000", StatusCode::FORBIDDEN),
+            ("203.0.113.9:5000", StatusCode::FORBIDDEN),
+        ] {
+            assert_eq!(
+                metrics_for(peer.parse().unwrap(), &d).status(),
+                status,
+                "{peer}"
+            );
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
