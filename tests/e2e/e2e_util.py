@@ -140,6 +140,7 @@ const done = arguments[arguments.length - 1];
     out.outbound = [];
     rep.forEach(s => { if (s.type === 'outbound-rtp') out.outbound.push({kind: s.kind, rid: s.rid || null,
       packetsSent: s.packetsSent || 0, framesEncoded: s.framesEncoded, frameWidth: s.frameWidth,
+      frameHeight: s.frameHeight,
       qualityLimitationReason: s.qualityLimitationReason, pliCount: s.pliCount, nackCount: s.nackCount}); });
   }
   if (!h.streams) return out;

@@ -16,6 +16,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from e2e_util import (
+    T_MEDIA,
     T_SIGNAL,
     Page,
     assert_mutual_media,
@@ -116,6 +117,53 @@ def test_everyone_decodes_everyone(sc):
         if shots:
             for page in [sc.console, *sc.sites.values()]:
                 page.driver.save_screenshot(os.path.join(shots, page.name.replace(" ", "-") + ".png"))
+
+
+JS_TILE_HEIGHT = """
+const fig = document.querySelector(`figure[data-stream="${CSS.escape(arguments[0])}"]`);
+if (!fig) return false;
+const v = fig.querySelector('video');
+if (arguments[1] === null) { v.style.removeProperty('height'); v.style.removeProperty('width'); }
+else { v.style.setProperty('height', arguments[1] + 'px', 'important');
+       v.style.setProperty('width', Math.round(arguments[1] * 16 / 9) + 'px', 'important'); }
+return true;
+"""
+
+
+def test_tile_size_chooses_the_layer(sc):
+    """A thumbnail receives the low simulcast layer, a large tile a higher one: the page tells
+    the server how tall it shows each video (`view`), the server forwards the layer that fits.
+    The sender's encoder rescales its layers under this machine's CPU load, so the decoded
+    height is compared with what the sender's low layer is at that moment."""
+    with sc.step("tile size chooses the layer"):
+        page, sender = sc.sites["tinh-uy"], sc.sites["hong-dan"]
+        sid = stream_for_site(page, sc.ids["hong-dan"])
+        assert sid, "no stream of hong-dan at tinh-uy"
+
+        def shows(low: bool, what: str):
+            st: dict = {"base": None, "last": None}
+
+            def ok():
+                v = (page.stream_stats()["streams"].get(sid) or {}).get("video") or {}
+                h, frames = v.get("frameHeight", 0), v.get("framesDecoded", 0)
+                layers = sorted(o.get("frameHeight") or 0 for o in sender.stream_stats().get("outbound") or []
+                                if o["kind"] == "video" and o.get("frameHeight"))
+                st["last"] = (h, frames, layers, page.hnth("view"))
+                if not layers or (h == layers[0]) != low:
+                    st["base"] = None
+                    return False
+                st["base"] = frames if st["base"] is None else st["base"]
+                return frames >= st["base"] + 10  # and it keeps decoding at that size
+            wait_for(ok, T_MEDIA, f"tinh-uy: hong-dan's video {what}",
+                     detail=lambda: f"(frameHeight, framesDecoded, sender's layer heights, view) = {st['last']}")
+
+        shows(False, "above the sender's low layer in a large tile")
+        assert page.js(JS_TILE_HEIGHT, sid, 60)
+        shows(True, "at the sender's low layer in a 60-pixel thumbnail")
+        view = {t["stream"]: t["height"] for t in page.hnth("view")}
+        assert 0 < view.get(sid, -1) <= 60 * 2, f"view sent: {view}"
+        assert page.js(JS_TILE_HEIGHT, sid, None)
+        shows(False, "back above the sender's low layer in a large tile")
 
 
 def test_site_reload_rejoins_by_itself(sc):

@@ -133,6 +133,15 @@ MALFORMED = [
     ('{"type": "dial_all", "meeting": [1]}', "dial_all", "meeting as an array"),
     ('{"type": "report", "width": "wide"}', "report", "report width as a string"),
     ('{"type": "dial", "meeting": 1, "site": 2, "priority": "high"}', "dial", "an unknown field"),
+    # view: what the page shows, checked before it reaches the media core
+    ('{"type": "view"}', "view", "view without tracks"),
+    ('{"type": "view", "tracks": [{"stream": "a"}]}', "view", "view track without height"),
+    ('{"type": "view", "tracks": [{"stream": "a", "height": -1}]}', "view", "negative view height"),
+    ('{"type": "view", "tracks": [{"stream": "a", "height": 4321}]}', "view", "view taller than 8K"),
+    ('{"type": "view", "tracks": [{"stream": "", "height": 10}]}', "view", "empty view stream id"),
+    ('{"type": "view", "tracks": [{"stream": "a", "height": 10, "rid": "f"}]}', "view", "view track with a rid"),
+    ('{"type": "view", "tracks": [' + ",".join(['{"stream": "a", "height": 1}'] * 65) + "]}",
+     "view", "a view of 65 tracks"),
 ]
 
 
@@ -182,6 +191,8 @@ def test_answer_without_any_media_session_is_bad_state(clients):
     for ws in (console, site):
         ws.send({"type": "answer", "sdp": "v=0\r\n", "seq": 1})
         assert_error(ws, "answer", "bad_state", what="answer with no offer pending")
+        ws.send({"type": "view", "tracks": [{"stream": "site-1", "height": 180}]})
+        assert_error(ws, "view", "bad_state", what="view with no media session")
         ws.alive()
 
 

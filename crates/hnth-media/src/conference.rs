@@ -17,7 +17,7 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 
 use crate::demux::stun_local_ufrag;
-use crate::layer::{choose_layer, LayerRate};
+use crate::layer::{choose_layer, height_cap, LayerRate};
 use crate::vp8;
 
 /// Simulcast layers of one incoming video considered for forwarding; more are ignored.
@@ -177,6 +177,8 @@ struct LayerIn {
     bps: u64,
     fps: u32,
     last_seen: Instant,
+    /// The picture height of the layer's last keyframe.
+    height: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +213,11 @@ struct TrackOut {
     wanted: Option<Option<Rid>>,
     /// The receiver's payload type for the source's last one.
     pt: Option<(Pt, Pt)>,
+    /// How tall the receiver shows this video, in device pixels ([`Conference::set_view`]);
+    /// None: not said, no limit.
+    view_height: Option<u16>,
+    /// This video's share of the receiver's bandwidth estimate (`split_budget`).
+    budget_bps: u64,
     /// The forwarded packets form one continuous RTP stream at the receiver whatever layer
     /// they come from: each layer switch sets these offsets (out = in + offset, wrapping).
     rewrite: Rewrite,
@@ -362,15 +369,24 @@ struct Peer {
     unpolled: bool,
     /// Packets were forwarded to this peer since it was last polled.
     written: bool,
+    /// How tall this peer shows each source's video, by the source's stream id.
+    view_heights: HashMap<String, u16>,
 }
 
 /// How many due timeouts `poll_peer` serves in one call (see there).
 const DUE_ROUNDS: usize = 16;
+/// Scratch space for a track's layer rates (`TrackIn::rates`).
+const NO_RATES: [LayerRate<Option<Rid>>; MAX_LAYERS] = [LayerRate {
+    rid: None,
+    bps: 0,
+    height: None,
+}; MAX_LAYERS];
 /// The loss-based estimate never goes under this: the low layer of one video.
 const MIN_ESTIMATE_BPS: u64 = 100_000;
 
-/// A speaker of a meeting: its position in joining order, its id and the tracks it sends.
-type Speaker = (usize, PeerId, Vec<(Mid, MediaKind)>);
+/// A speaker of a meeting: its position in joining order, its id, its stream id and the
+/// tracks it sends.
+type Speaker = (usize, PeerId, String, Vec<(Mid, MediaKind)>);
 
 /// Something one peer's output asks of the others. Lives only between polling one peer and
 /// propagating; boxing the packet variant would cost an allocation per packet.
@@ -379,6 +395,8 @@ enum Propagate {
     TrackOpen,
     /// The peer's link figures were renewed: renew its bandwidth estimate.
     Stats,
+    /// str0m's estimate of the link to the peer changed: share it out again.
+    Estimate,
     Rtp(Packet),
     KeyframeRequest {
         source: PeerId,
@@ -528,6 +546,7 @@ impl Conference {
                 subscribers: Vec::new(),
                 unpolled: false,
                 written: false,
+                view_heights: HashMap::new(),
             },
         );
         self.meetings.entry(meeting).or_default().push(peer);
@@ -581,7 +600,8 @@ impl Conference {
             .take(widest + 1)
             .filter_map(|(i, s)| {
                 let p = self.peers.get(s)?;
-                Some((i, *s, p.tracks_in.iter().map(|t| (t.mid, t.kind)).collect()))
+                let tracks = p.tracks_in.iter().map(|t| (t.mid, t.kind)).collect();
+                Some((i, *s, p.stream.clone(), tracks))
             })
             .collect();
         for (r_pos, r) in order.iter().enumerate() {
@@ -595,9 +615,9 @@ impl Conference {
             };
             let wanted: Vec<&Speaker> = speakers
                 .iter()
-                .filter(|(pos, s, _)| *s != *r && rank(*pos, r_pos) < p.view)
+                .filter(|(pos, s, _, _)| *s != *r && rank(*pos, r_pos) < p.view)
                 .collect();
-            let in_view = |source: PeerId| wanted.iter().any(|(_, s, _)| *s == source);
+            let in_view = |source: PeerId| wanted.iter().any(|(_, s, _, _)| *s == source);
             let before = p.tracks_out.len();
             p.tracks_out
                 .retain(|t| t.state != OutState::ToOpen || in_view(t.source));
@@ -608,7 +628,7 @@ impl Conference {
                     changed = true;
                 }
             }
-            for (_, source, tracks) in &wanted {
+            for (_, source, stream, tracks) in &wanted {
                 for (mid, kind) in tracks {
                     let present = p.tracks_out.iter().any(|t| {
                         t.source == *source
@@ -619,7 +639,9 @@ impl Conference {
                             )
                     });
                     if !present {
-                        p.tracks_out.push(TrackOut::new(*source, *mid, *kind));
+                        let mut t = TrackOut::new(*source, *mid, *kind);
+                        t.view_height = p.view_heights.get(stream).copied();
+                        p.tracks_out.push(t);
                         changed = true;
                     }
                 }
@@ -711,6 +733,7 @@ impl Conference {
         for (source, mid, _) in opened {
             self.request_keyframe(now, source, mid, None, true);
         }
+        self.split_budget(now, peer);
         // Streams whose source left or moved out of view while this offer was out.
         self.reconcile(meeting);
         self.dirty.push(peer);
@@ -916,7 +939,8 @@ impl Conference {
         };
         match prop {
             Propagate::TrackOpen => self.reconcile(meeting),
-            Propagate::Stats => self.update_estimate(origin),
+            Propagate::Stats => self.update_estimate(now, origin),
+            Propagate::Estimate => self.split_budget(now, origin),
             Propagate::KeyframeRequest { source, mid, rid } => {
                 self.request_keyframe(now, source, mid, Some(rid), false);
             }
@@ -935,7 +959,7 @@ impl Conference {
         let Some(track) = src.tracks_in.iter().find(|t| t.mid == pkt.mid) else {
             return;
         };
-        let mut rates = [LayerRate { rid: None, bps: 0 }; MAX_LAYERS];
+        let mut rates = NO_RATES;
         let n = track.rates(now, &mut rates);
         let layers = &rates[..n];
         // Visit the receivers without holding the source borrowed; given back below.
@@ -958,15 +982,8 @@ impl Conference {
             };
             let t = &mut o.tracks_out[i];
             if pkt.video && pkt.rid.is_some() {
-                let videos = o
-                    .tracks_out
-                    .iter()
-                    .filter(|t| t.kind == MediaKind::Video)
-                    .count()
-                    .max(1) as u64;
-                let budget = o.estimate_bps / videos;
-                let t = &mut o.tracks_out[i];
-                if let Some(want) = choose_layer(budget, layers, t.layer.as_ref()) {
+                let cap = height_cap(layers, t.view_height);
+                if let Some(want) = choose_layer(t.budget_bps, layers, t.layer.as_ref(), cap) {
                     if t.layer == Some(want) {
                         // Back to the current layer: a switch still waited for is void.
                         t.wanted = None;
@@ -1023,28 +1040,13 @@ impl Conference {
     }
 
     /// Renew a receiver's bandwidth estimate once its link figures come (every second). What it
-    /// would like to receive is the top layer of every video it receives, with the headroom a
-    /// layer switch upwards needs: the loss-based estimate never grows past it, and str0m's
-    /// delay-based estimator is asked to probe towards it (forwarded media alone would never
-    /// show it room for a better layer).
-    fn update_estimate(&mut self, id: PeerId) {
-        let Some(p) = self.peers.get(&id) else {
-            return;
-        };
-        let mut desired = 0;
-        for t in p
-            .tracks_out
-            .iter()
-            .filter(|t| matches!(t.state, OutState::Open(_)))
-        {
-            let top = self
-                .peers
-                .get(&t.source)
-                .and_then(|s| s.tracks_in.iter().find(|x| x.mid == t.source_mid))
-                .and_then(|x| x.layers.iter().map(|l| l.bps).max())
-                .unwrap_or(0);
-            desired += top;
-        }
+    /// would like to receive is every stream at the layer its tile needs (the top layer when
+    /// it said nothing), with the headroom a layer switch upwards needs: the loss-based
+    /// estimate never grows past it, and str0m's delay-based estimator is asked to probe
+    /// towards it (forwarded media alone would never show it room for a better layer).
+    fn update_estimate(&mut self, now: Instant, id: PeerId) {
+        let needs = self.needs(now, id);
+        let desired: u64 = needs.iter().map(|(_, _, need)| need).sum();
         // The estimator holds its estimate near the desired rate: never ask for less than the
         // estimate it starts from (layer rates are measured only after a second or so).
         let desired = (desired.saturating_mul(115) / 100).max(self.config.initial_bitrate_bps);
@@ -1066,6 +1068,94 @@ impl Conference {
                 p.estimate_bps = p.remb_bps.map_or(loss_based, |r| r.min(loss_based));
             }
         }
+        self.split_budget(now, id);
+    }
+
+    /// What each open outgoing track of receiver `id` needs: (index in `tracks_out`, video,
+    /// the rate of the layer its tile calls for). A video whose layers are not measured yet
+    /// counts as [`MIN_ESTIMATE_BPS`].
+    fn needs(&self, now: Instant, id: PeerId) -> Vec<(usize, bool, u64)> {
+        let Some(p) = self.peers.get(&id) else {
+            return Vec::new();
+        };
+        let mut rates = NO_RATES;
+        let mut needs = Vec::with_capacity(p.tracks_out.len());
+        for (i, t) in p.tracks_out.iter().enumerate() {
+            if !matches!(t.state, OutState::Open(_)) {
+                continue;
+            }
+            let Some(src) = self
+                .peers
+                .get(&t.source)
+                .and_then(|s| s.tracks_in.iter().find(|x| x.mid == t.source_mid))
+            else {
+                continue;
+            };
+            let n = src.rates(now, &mut rates);
+            let layers = &rates[..n];
+            let cap = height_cap(layers, t.view_height);
+            let need = choose_layer(u64::MAX, layers, None, cap)
+                .and_then(|rid| layers.iter().find(|l| l.rid == rid))
+                .map_or(0, |l| l.bps);
+            let video = t.kind == MediaKind::Video;
+            let unmeasured = video && need == 0;
+            needs.push((i, video, if unmeasured { MIN_ESTIMATE_BPS } else { need }));
+        }
+        needs
+    }
+
+    /// Share receiver `id`'s estimate out among the videos it receives, in proportion to what
+    /// each one's tile needs (after audio): a thumbnail does not take the share the large
+    /// picture needs. Runs when the estimate or a view changes, not per packet.
+    fn split_budget(&mut self, now: Instant, id: PeerId) {
+        let needs = self.needs(now, id);
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let audio: u64 = needs.iter().filter(|n| !n.1).map(|n| n.2).sum();
+        let video: u64 = needs.iter().filter(|n| n.1).map(|n| n.2).sum();
+        let budget = p.estimate_bps.saturating_sub(audio);
+        for (i, _, need) in needs.into_iter().filter(|n| n.1) {
+            let share = (budget as u128 * need as u128 / video.max(1) as u128) as u64;
+            p.tracks_out[i].budget_bps = share;
+        }
+    }
+
+    /// Peer `peer` shows the videos of these streams (by stream id) this many device pixels
+    /// high: each is forwarded at the smallest simulcast layer at least that tall (a tile of
+    /// 180 pixels gets the low layer, the large picture of a 1+7 layout the top one), within
+    /// the receiver's bandwidth. A height of 0 (a hidden tile) gets the lowest layer. Streams
+    /// not named keep what they had. Unknown stream ids are kept for a peer that joins later.
+    pub fn set_view(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        heights: &[(String, u16)],
+    ) -> Result<(), MediaError> {
+        let p = self
+            .peers
+            .get_mut(&peer)
+            .ok_or(MediaError::UnknownPeer(peer))?;
+        for (stream, h) in heights {
+            p.view_heights.insert(stream.clone(), *h);
+        }
+        let sources: Vec<(usize, PeerId)> = p
+            .tracks_out
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.kind == MediaKind::Video)
+            .map(|(i, t)| (i, t.source))
+            .collect();
+        for (i, source) in sources {
+            let Some(stream) = self.peers.get(&source).map(|s| s.stream.clone()) else {
+                continue;
+            };
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.tracks_out[i].view_height = p.view_heights.get(&stream).copied();
+            }
+        }
+        self.split_budget(now, peer);
+        Ok(())
     }
 
     /// Ask `source` for a keyframe on its incoming track `mid`, at most every 300 ms per track
@@ -1167,6 +1257,8 @@ impl TrackOut {
             layer: None,
             wanted: None,
             pt: None,
+            view_height: None,
+            budget_bps: 0,
             rewrite: Rewrite::default(),
         }
     }
@@ -1185,6 +1277,7 @@ impl TrackIn {
                 rid: l.rid,
                 // A layer not yet measured counts as its bytes so far, so it is usable at once.
                 bps: if l.bps > 0 { l.bps } else { l.bytes * 8 },
+                height: l.height,
             };
             n += 1;
         }
@@ -1241,14 +1334,14 @@ fn on_event(
         }
         Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
             p.estimate_bps = estimate.as_u64();
-            None
+            Some(Propagate::Estimate)
         }
         // A receiver that estimates for itself (REMB: aiortc, older endpoints) is believed at
         // once, and caps the loss-based estimate from then on.
         Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
             p.estimate_bps = estimate.as_u64();
             p.remb_bps = Some(p.estimate_bps);
-            None
+            Some(Propagate::Estimate)
         }
         Event::MediaIngressStats(s) => {
             // Jitter as the console shows it is the audio's: what a listener notices first.
@@ -1353,6 +1446,7 @@ fn on_rtp(p: &mut Peer, pkt: RtpPacket, now: Instant) -> Option<Packet> {
                     bps: 0,
                     fps: 0,
                     last_seen: now,
+                    height: None,
                 });
                 (ti, t.layers.len() - 1)
             }
@@ -1381,6 +1475,7 @@ fn on_rtp(p: &mut Peer, pkt: RtpPacket, now: Instant) -> Option<Packet> {
     if pkt.header.marker || !video {
         layer.frames += 1;
     }
+    let rid = layer.rid;
     let vp8 = if video {
         Vp8Descriptor::parse(&pkt.payload).ok()
     } else {
@@ -1396,11 +1491,12 @@ fn on_rtp(p: &mut Peer, pkt: RtpPacket, now: Instant) -> Option<Packet> {
             if t.size.is_none_or(|s| size.0 >= s.0) {
                 t.size = Some(size);
             }
+            t.layers[li].height = Some(size.1);
         }
     }
     Some(Packet {
         mid: t.mid,
-        rid: layer.rid,
+        rid,
         video,
         pt,
         params,

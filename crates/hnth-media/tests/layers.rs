@@ -129,3 +129,83 @@ fn a_receiver_behind_a_slow_link_gets_the_low_layer(estimation: Estimation) {
         assert_eq!(slow.layer, Some(0), "{}", describe(slow));
     }
 }
+
+/// Site 1 shows site 2 large (720 pixels high) and sites 3 and 4 as thumbnails (180).
+fn one_large_two_small(sim: &mut Sim, large: PeerId) {
+    let heights: Vec<(String, u16)> = [2, 3, 4]
+        .into_iter()
+        .map(|id| (format!("stream-{id}"), if id == large { 720 } else { 180 }))
+        .collect();
+    let now = sim.now;
+    sim.conf.set_view(now, 1, &heights).expect("set_view");
+    sim.pump();
+}
+
+#[test]
+fn a_thumbnail_gets_the_low_layer_and_the_large_picture_the_top_loss_based() {
+    a_thumbnail_gets_the_low_layer_and_the_large_picture_the_top(Estimation::Loss);
+}
+
+#[test]
+fn a_thumbnail_gets_the_low_layer_and_the_large_picture_the_top_delay_based() {
+    a_thumbnail_gets_the_low_layer_and_the_large_picture_the_top(Estimation::Delay);
+}
+
+fn a_thumbnail_gets_the_low_layer_and_the_large_picture_the_top(estimation: Estimation) {
+    let mut sim = Sim::new(config(estimation));
+    let ids = [1, 2, 3, 4];
+    for id in ids {
+        sim.add_site(id, 1, Sim::light_site(id)).expect("add");
+    }
+    one_large_two_small(&mut sim, 2);
+    sim.run_for(Duration::from_secs(6));
+    let layers = |sim: &Sim| [2, 3, 4].map(|tx| video(sim, 1, tx).layer);
+    assert_eq!(layers(&sim), [Some(2), Some(0), Some(0)]);
+    // Others who said nothing still get the top layer.
+    assert_eq!(
+        video(&sim, 2, 3).layer,
+        Some(2),
+        "{}",
+        describe(video(&sim, 2, 3))
+    );
+    // The layout changes: site 3 is now the large picture.
+    one_large_two_small(&mut sim, 3);
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(layers(&sim), [Some(0), Some(2), Some(0)]);
+    for tx in [2, 3, 4] {
+        let t = video(&sim, 1, tx);
+        assert_one_layer_at_a_time(t);
+        assert!(t.frames > 200, "{}", describe(t));
+    }
+}
+
+#[test]
+fn the_large_picture_takes_the_share_the_thumbnails_leave() {
+    // Site 1 has 450 kbit/s: the top layer of one site and the low layer of two (150 + 2 × 15
+    // kbit/s, with ~100 of audio), not three equal shares (the middle layer, 50 kbit/s each).
+    let mut sim = Sim::new(Config {
+        initial_bitrate_bps: 450_000,
+        ..config(Estimation::Loss)
+    });
+    for id in [1, 2, 3, 4] {
+        sim.add_site(id, 1, Sim::light_site(id)).expect("add");
+    }
+    one_large_two_small(&mut sim, 2);
+    sim.run_for(Duration::from_secs(8));
+    let est: Vec<_> = sim
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            common::Event::Stats(s) if s.peer == 1 => {
+                s.estimate_kbps.map(|e| (e as u64, s.kbps_out as u64))
+            }
+            _ => None,
+        })
+        .collect();
+    println!("site 1 estimate, sent kbit/s: {est:?}");
+    assert!(est.iter().all(|(e, _)| *e <= 450), "{est:?}");
+    for (tx, want) in [(2, 2), (3, 0), (4, 0)] {
+        let t = video(&sim, 1, tx);
+        assert_eq!(t.layer, Some(want), "{}", describe(t));
+    }
+}

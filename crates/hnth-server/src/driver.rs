@@ -40,6 +40,11 @@ pub enum MediaCmd {
     RemovePeer {
         peer: PeerId,
     },
+    /// How tall the peer shows each stream's video (stream id, device pixels).
+    View {
+        peer: PeerId,
+        heights: Vec<(String, u16)>,
+    },
 }
 
 /// What the media core tells signaling.
@@ -126,7 +131,9 @@ impl MediaRouter {
                 st.peers_per_worker[w] += 1;
                 Some(w)
             }
-            MediaCmd::Answer { peer, .. } => st.peer_worker.get(peer).map(|(w, _)| *w),
+            MediaCmd::Answer { peer, .. } | MediaCmd::View { peer, .. } => {
+                st.peer_worker.get(peer).map(|(w, _)| *w)
+            }
             MediaCmd::RemovePeer { peer } => {
                 let w = st.peer_worker.get(peer).map(|(w, _)| *w);
                 st.forget(*peer);
@@ -346,6 +353,10 @@ fn apply(conf: &mut Conference, cmd: MediaCmd, events: &UnboundedSender<MediaEve
             (peer, conf.handle_answer(now, peer, seq, &sdp), false)
         }
         MediaCmd::RemovePeer { peer } => (peer, conf.remove_peer(now, peer).or(Ok(())), false),
+        // A view for a peer that has just left is moot.
+        MediaCmd::View { peer, heights } => {
+            (peer, conf.set_view(now, peer, &heights).or(Ok(())), false)
+        }
     };
     if let Err(error) = result {
         let _ = events.send(MediaEvent::Refused { peer, error, fatal });
@@ -410,7 +421,8 @@ mod tests {
                 let peer = match cmd {
                     MediaCmd::AddPeer { peer, .. }
                     | MediaCmd::Answer { peer, .. }
-                    | MediaCmd::RemovePeer { peer } => peer,
+                    | MediaCmd::RemovePeer { peer }
+                    | MediaCmd::View { peer, .. } => peer,
                 };
                 got.push((w, peer));
             }

@@ -41,6 +41,11 @@ enum ClientMsg {
     MediaLost {
         meeting: i64,
     },
+    /// How tall this page shows each received video (device pixels), so that the server
+    /// forwards the simulcast layer that fits the tile.
+    View {
+        tracks: Vec<ViewTrack>,
+    },
     OpenMeeting {
         title: String,
     },
@@ -64,11 +69,23 @@ enum ClientMsg {
     },
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViewTrack {
+    stream: String,
+    height: u32,
+}
+
+/// Limits of one `view` message: more tracks than any view shows, taller than 8K.
+const VIEW_MAX_TRACKS: usize = 64;
+const VIEW_MAX_HEIGHT: u32 = 4320;
+
 const KNOWN_TYPES: &[&str] = &[
     "offer",
     "answer",
     "report",
     "media_lost",
+    "view",
     "open_meeting",
     "close_meeting",
     "dial",
@@ -446,6 +463,16 @@ impl Hub {
                 if let Some(site) = account.site_id {
                     self.lock().reports.insert(site, json!({"width": width, "height": height, "fps": fps, "audio_level": audio_level}));
                 }
+                Ok(())
+            }
+            ClientMsg::View { tracks } => {
+                let heights = view_heights(tracks)?;
+                let g = self.lock();
+                let peer = *g
+                    .conn_peer
+                    .get(&conn)
+                    .ok_or_else(|| Refusal::bad_state("no media session to set the view of"))?;
+                self.media.send(MediaCmd::View { peer, heights });
                 Ok(())
             }
             ClientMsg::MediaLost { meeting } => {
@@ -847,6 +874,29 @@ fn leave_site(g: &mut Inner, media: &MediaRouter, site: i64, meeting: i64, reaso
         }
         drop_peer_of(g, media, conn);
     }
+}
+
+/// A `view` message's tracks, checked: (stream id, height).
+fn view_heights(tracks: Vec<ViewTrack>) -> Result<Vec<(String, u16)>, Refusal> {
+    if tracks.len() > VIEW_MAX_TRACKS {
+        return Err(Refusal::bad_request(&format!(
+            "a view names at most {VIEW_MAX_TRACKS} tracks"
+        )));
+    }
+    tracks
+        .into_iter()
+        .map(|t| {
+            if t.stream.is_empty() || t.stream.len() > 128 {
+                return Err(Refusal::bad_request("a view's stream id is 1 to 128 bytes"));
+            }
+            if t.height > VIEW_MAX_HEIGHT {
+                return Err(Refusal::bad_request(&format!(
+                    "a view's height is at most {VIEW_MAX_HEIGHT} pixels"
+                )));
+            }
+            Ok((t.stream, t.height as u16))
+        })
+        .collect()
 }
 
 fn drop_peer_of(g: &mut Inner, media: &MediaRouter, conn: ConnId) {

@@ -31,10 +31,15 @@ export class Live {
     this.local = null;
     this.names = new Map();
     this.retry = 500;
+    // The view last told to the server (see sendView).
+    this.viewSent = '';
+    this.viewTimer = null;
+    this.resizer = typeof ResizeObserver === 'function' ? new ResizeObserver(() => this.scheduleView()) : null;
+    document.addEventListener('visibilitychange', () => this.scheduleView());
     // What tests and operators can inspect from the browser console.
     this.hnth = window.hnth = {
       ws: null, pc: null, streams: new Map(), participants: [], state: 'idle', errors: [],
-      meeting: null, send: (m) => this.send(m),
+      meeting: null, view: [], send: (m) => this.send(m),
     };
   }
 
@@ -163,6 +168,7 @@ export class Live {
   }
 
   stopMedia() {
+    this.viewSent = ''; // a new connection starts with no view on the server
     if (this.hnth.pc) this.hnth.pc.close();
     this.hnth.pc = null;
     this.hnth.streams.clear();
@@ -185,6 +191,32 @@ export class Live {
     const remote = this.grid.querySelectorAll('figure[data-stream]:not(.self)').length;
     this.grid.style.setProperty('--cols', Math.max(1, Math.ceil(Math.sqrt(remote))));
     this.grid.dataset.count = remote;
+    this.scheduleView();
+  }
+
+  scheduleView() {
+    clearTimeout(this.viewTimer);
+    this.viewTimer = setTimeout(() => this.sendView(), 200);
+  }
+
+  /** Tell the server how tall each remote video is shown, in device pixels, so that it
+   * forwards the simulcast layer that fits the tile (a thumbnail costs the low layer only).
+   * A hidden page shows nothing: every video drops to the low layer until it is back. */
+  sendView() {
+    const ws = this.hnth.ws;
+    if (!this.grid || !this.hnth.pc || !ws || ws.readyState !== WebSocket.OPEN) return;
+    const scale = window.devicePixelRatio || 1;
+    const tracks = [];
+    for (const fig of this.grid.querySelectorAll('figure[data-stream]:not(.self)')) {
+      const video = fig.querySelector('video');
+      const height = document.hidden ? 0 : Math.min(4320, Math.round(video.clientHeight * scale));
+      tracks.push({ stream: fig.dataset.stream, height });
+    }
+    const key = JSON.stringify(tracks);
+    if (tracks.length === 0 || key === this.viewSent) return;
+    this.viewSent = key;
+    this.hnth.view = tracks;
+    this.send({ type: 'view', tracks });
   }
 
   tile(id, stream, self) {
@@ -201,6 +233,7 @@ export class Live {
       video.muted = self;
       fig.append(video, document.createElement('figcaption'));
       this.grid.append(fig);
+      if (!self && this.resizer) this.resizer.observe(video);
     }
     const video = fig.querySelector('video');
     if (video.srcObject !== stream) {
