@@ -192,8 +192,8 @@ def print_hnth(rows):
     print("| sites | receives | fwd pkt/s | fwd Mbit/s | hnth µs/pkt | hnth CPU s/Mbit | hnth % core"
           " | limit µs/pkt | hnth/limit | RSS MiB/site | server-added delay p50/p99/p99.9 ms (≤)"
           " | audio p50/p99 ms | video p50/p99 ms | steady audio p99 / video p99 ms"
-          " | join p50/p99 ms | loss a/v % | kernel drops | generator % core | complete |")
-    print("|" + "---|" * 19)
+          " | join p50/p99 ms | loss a/v % | video frames q/h/f % | kernel drops | generator % core | complete |")
+    print("|" + "---|" * 20)
     for r in rows:
         s = r.get("server") or {}
         g = r.get("generator") or {}
@@ -211,6 +211,7 @@ def print_hnth(rows):
               f"| {fmt(r['audio']['steady_ms_p99'])} / {fmt(r['video']['steady_ms_p99'])} "
               f"| {fmt(r['join_ms']['p50'], '.0f')}/{fmt(r['join_ms']['p99'], '.0f')} "
               f"| {fmt(r['audio']['loss_pct'], '.2f')}/{fmt(r['video']['loss_pct'], '.2f')} "
+              f"| {'/'.join(fmt(x, '.0f') for x in r['video'].get('layer_frames_pct') or []) or '-'} "
               f"| {r['kernel_udp']['RcvbufErrors'] + r['kernel_udp']['SndbufErrors']} "
               f"| {fmt(g.get('core_pct'), '.0f')} | {r['complete_sites']}/{r['sites']} |")
 

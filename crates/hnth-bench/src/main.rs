@@ -92,6 +92,12 @@ pub struct Opts {
     /// Multiply the video bitrates (1.5 Mbit/s, 500 kbit/s, 150 kbit/s) by this.
     #[arg(long, default_value_t = 1.0)]
     pub video_scale: f64,
+    /// What each site shows: every received video in an equal grid tile (no `view` sent,
+    /// every video at the layer the receiver's bandwidth allows), or a 1+7 layout: the meeting's
+    /// first speaker (the smallest stream id; for itself, the next) large at 720 lines, the
+    /// others as 180-line thumbnails, told to the server with `view` like the live pages do.
+    #[arg(long, value_enum, default_value_t = Layout::Grid)]
+    pub layout: Layout,
     /// Seconds between periodic keyframes.
     #[arg(long, default_value_t = 3.0)]
     pub keyframe_interval: f64,
@@ -104,6 +110,13 @@ pub struct Opts {
     /// other site.
     #[arg(long)]
     pub smoke: bool,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Grid,
+    #[value(name = "1+7")]
+    OnePlusSeven,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

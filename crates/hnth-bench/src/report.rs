@@ -89,6 +89,8 @@ pub fn print(
     let mut complete_sites = 0;
     let mut speakers = std::collections::BTreeSet::new();
     let (mut sum_a_frames, mut sum_a_lost, mut sum_v_frames, mut sum_v_lost) = (0, 0, 0, 0);
+    // Video frames received per simulcast layer (q, h, f), over every site.
+    let mut layer_frames = [0u64; 3];
     let mut all_audio = Vec::new();
     let mut all_video = Vec::new();
     let mut steady_audio = Vec::new();
@@ -159,6 +161,11 @@ pub fn print(
                 MediaKind::Video => {
                     v_frames += t.frames;
                     v_lost += t.missing;
+                    for (l, n) in &t.layers {
+                        if let Some(slot) = layer_frames.get_mut(*l as usize) {
+                            *slot += n;
+                        }
+                    }
                     v_delays.extend_from_slice(&t.delays_us);
                     steady_video.extend_from_slice(&t.steady_delays_us);
                 }
@@ -209,6 +216,8 @@ pub fn print(
     let errors: usize = outcomes.iter().map(|o| o.errors.len()).sum();
     let mbit = rx_bytes as f64 * 8.0 / 1e6;
     let p = |v: &mut Vec<u64>, q: f64| percentile(v, q).map(|u| u as f64 / 1000.0);
+    let all_layers = layer_frames.iter().sum::<u64>().max(1) as f64;
+    let layer_pct = layer_frames.map(|n| (n as f64 * 1000.0 / all_layers).round() / 10.0);
     let summary = json!({
         "sites": opts.sites,
         "view": opts.view,
@@ -222,6 +231,7 @@ pub fn print(
                   "delay_ms_p50": p(&mut all_audio, 50.0), "delay_ms_p99": p(&mut all_audio, 99.0),
                   "steady_ms_p50": p(&mut steady_audio, 50.0), "steady_ms_p99": p(&mut steady_audio, 99.0)},
         "video": {"frames": sum_v_frames, "loss_pct": loss(sum_v_lost, sum_v_frames),
+                  "layer_frames_pct": layer_pct,
                   "delay_ms_p50": p(&mut all_video, 50.0), "delay_ms_p99": p(&mut all_video, 99.0),
                   "steady_ms_p50": p(&mut steady_video, 50.0), "steady_ms_p99": p(&mut steady_video, 99.0)},
         "forwarded": {"packets": rx_packets, "bytes": rx_bytes,

@@ -13,7 +13,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{http, next_json, Opts};
+use crate::{http, next_json, Layout, Opts};
 
 pub struct SiteSpec {
     pub username: String,
@@ -103,6 +103,8 @@ pub async fn run(
     let mut report = tokio::time::interval(Duration::from_secs(1));
     let grid = TimerGrid::new(Instant::now(), opts.timer_tick_ms);
     let mut to_send: Vec<Value> = Vec::new();
+    let mut view_sent: Vec<String> = Vec::new();
+    let mut check_view = false;
     loop {
         let now = Instant::now();
         let wake = site
@@ -128,6 +130,7 @@ pub async fn run(
                 };
                 let ctx = (&spec, &*opts, epoch, site_id, local);
                 on_signal(&msg, ctx, &mut site, &mut out, &mut to_send);
+                check_view = true;
             }
             r = socket.recv_from(&mut buf) => {
                 if let Ok((n, src)) = r {
@@ -155,6 +158,7 @@ pub async fn run(
                 }
             }
             _ = report.tick() => {
+                check_view = true;
                 if site.as_ref().is_some_and(|s| s.is_connected()) {
                     let top = site.as_ref().and_then(|s| s.config().layers.last().cloned());
                     let (w, h) = top.map(|l| (l.width, l.height)).unwrap_or((0, 0));
@@ -167,6 +171,12 @@ pub async fn run(
         if let Some(s) = site.as_mut() {
             if out.connected_at.is_none() {
                 out.connected_at = s.connected_at();
+            }
+            // Not on every datagram batch: after signaling and once a second.
+            if std::mem::take(&mut check_view) && opts.layout == Layout::OnePlusSeven {
+                if let Some(view) = one_plus_seven(s, &mut view_sent) {
+                    to_send.push(view);
+                }
             }
             while let Some(t) = s.poll_transmit() {
                 match socket.try_send_to(&t.contents, t.destination) {
@@ -191,6 +201,27 @@ pub async fn run(
     let _ = ws_tx.close().await;
     reader.abort();
     Ok(out)
+}
+
+/// The `view` of a 1+7 layout when the site's received videos changed since `sent`: the
+/// smallest stream id large (720 lines), the others as thumbnails (180).
+fn one_plus_seven(site: &SyntheticSite, sent: &mut Vec<String>) -> Option<Value> {
+    let mut streams: Vec<&str> = site
+        .active_tracks()
+        .filter(|t| t.kind == str0m::media::MediaKind::Video)
+        .map(|t| t.stream_id.as_str())
+        .collect();
+    streams.sort_unstable();
+    if streams.is_empty() || streams.iter().eq(sent.iter()) {
+        return None;
+    }
+    *sent = streams.iter().map(|s| s.to_string()).collect();
+    let tracks: Vec<Value> = streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"stream": s, "height": if i == 0 { 720 } else { 180 }}))
+        .collect();
+    Some(json!({"type": "view", "tracks": tracks}))
 }
 
 /// Rounds a site's wake-up times up to a grid of `tick` from the site's start (sites start at
