@@ -43,7 +43,15 @@ def udp_counters():
     with open("/proc/net/snmp") as f:
         lines = [l.split() for l in f if l.startswith("Udp:")]
     names, values = lines[0][1:], [int(v) for v in lines[1][1:]]
-    return dict(zip(names, values))
+    counters = dict(zip(names, values))
+    # Drops at the server's media socket alone (the last column of /proc/net/udp, per socket).
+    counters["ServerDrops"] = 0
+    with open("/proc/net/udp") as f:
+        for line in list(f)[1:]:
+            cols = line.split()
+            if int(cols[1].split(":")[1], 16) == 18444:
+                counters["ServerDrops"] += int(cols[-1])
+    return counters
 
 
 def run_hnth(sites, secs, view, extra, estimation):
@@ -80,7 +88,7 @@ def run_hnth(sites, secs, view, extra, estimation):
         print(run.stderr)
         sys.exit(f"hnth-bench gave no summary (exit {run.returncode}); server log {log_path}")
     summary["ok"] = run.returncode == 0
-    summary["kernel_udp"] = {k: udp1[k] - udp0[k] for k in ("InDatagrams", "RcvbufErrors", "SndbufErrors")}
+    summary["kernel_udp"] = {k: udp1[k] - udp0[k] for k in ("InDatagrams", "RcvbufErrors", "SndbufErrors", "ServerDrops")}
     shutil.rmtree(data, ignore_errors=True)
     return summary, run.stdout
 
@@ -190,10 +198,11 @@ def main():
 def print_hnth(rows):
     print()
     print("| sites | receives | fwd pkt/s | fwd Mbit/s | hnth µs/pkt | hnth CPU s/Mbit | hnth % core"
-          " | limit µs/pkt | hnth/limit | RSS MiB/site | server-added delay p50/p99/p99.9 ms (≤)"
+          " | limit µs/pkt | hnth/limit | RSS MiB/site | server-added delay p50/p99/p99.9 ms (≤): all ; after the joins"
           " | audio p50/p99 ms | video p50/p99 ms | steady audio p99 / video p99 ms"
-          " | join p50/p99 ms | loss a/v % | video frames q/h/f % | kernel drops | generator % core | complete |")
-    print("|" + "---|" * 20)
+          " | join p50/p99 ms | loss a/v % | video frames q/h/f % | muted sites (audio frames from them)"
+          " | kernel drops (at the server) | generator % core | complete |")
+    print("|" + "---|" * 21)
     for r in rows:
         s = r.get("server") or {}
         g = r.get("generator") or {}
@@ -205,14 +214,16 @@ def print_hnth(rows):
               f"| {fmt(s.get('us_per_packet'))} | {fmt(s.get('cpu_s_per_mbit'), '.3f')} | {fmt(s.get('core_pct'), '.0f')} "
               f"| {fmt(lim_us)} | {fmt(ratio)} "
               f"| {fmt(s.get('rss_mib_per_site'), '.2f')} "
-              f"| {delay(r.get('server_delay'))} "
+              f"| {delay(r.get('server_delay'))} ; {delay(r.get('server_delay_steady'))} "
               f"| {fmt(r['audio']['delay_ms_p50'])}/{fmt(r['audio']['delay_ms_p99'])} "
               f"| {fmt(r['video']['delay_ms_p50'])}/{fmt(r['video']['delay_ms_p99'])} "
               f"| {fmt(r['audio']['steady_ms_p99'])} / {fmt(r['video']['steady_ms_p99'])} "
               f"| {fmt(r['join_ms']['p50'], '.0f')}/{fmt(r['join_ms']['p99'], '.0f')} "
               f"| {fmt(r['audio']['loss_pct'], '.2f')}/{fmt(r['video']['loss_pct'], '.2f')} "
               f"| {'/'.join(fmt(x, '.0f') for x in r['video'].get('layer_frames_pct') or []) or '-'} "
-              f"| {r['kernel_udp']['RcvbufErrors'] + r['kernel_udp']['SndbufErrors']} "
+              f"| {r.get('muted_sites', 0)} ({r.get('muted_audio_frames', 0)}) "
+              f"| {r['kernel_udp']['RcvbufErrors'] + r['kernel_udp']['SndbufErrors']}"
+              f" ({r['kernel_udp'].get('ServerDrops', 0)}) "
               f"| {fmt(g.get('core_pct'), '.0f')} | {r['complete_sites']}/{r['sites']} |")
 
 

@@ -460,6 +460,7 @@ async fn run_site(i: usize, ctx: Arc<Ctx>) -> JanusOutcome {
                     .map(|f| *f as u64 + 1)
                     .collect(),
             ),
+            talking: true,
             ..Default::default()
         },
         times: Times {
@@ -590,6 +591,8 @@ pub async fn run(opts: Opts) -> anyhow::Result<bool> {
         generator: self_before.zip(self_after),
         server_delay: None,
         socket_wait: None,
+        server_delay_steady: None,
+        steady_after: Duration::ZERO,
     };
     let ok = report::print(&opts, &list, started_at, ended_at, &Value::Null, &procs);
     print_joins(&list, &times);

@@ -98,6 +98,11 @@ pub struct Opts {
     /// others as 180-line thumbnails, told to the server with `view` like the live pages do.
     #[arg(long, value_enum, default_value_t = Layout::Grid)]
     pub layout: Layout,
+    /// Microphones as rule C4 has them: only the site shown large (the smallest stream id of
+    /// the meeting's speakers) talks; every other site sends digital silence (a muted
+    /// browser's -127 dBov), which the server does not forward.
+    #[arg(long)]
+    pub muted: bool,
     /// Seconds between periodic keyframes.
     #[arg(long, default_value_t = 3.0)]
     pub keyframe_interval: f64,
@@ -248,8 +253,13 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
             }
         }
     });
-    // The measuring window itself: media flows while this waits.
-    tokio::time::sleep(Duration::from_secs_f64(opts.duration)).await;
+    // The measuring window itself: media flows while this waits. The server's delay is also
+    // read from a mark after the joins (a hundred DTLS handshakes at once queue the media
+    // behind them), like the generator's own steady-state delays.
+    let steady_after = Duration::from_secs_f64((opts.duration / 2.0).min(8.0));
+    tokio::time::sleep(steady_after).await;
+    let metrics_steady = http::metrics(&host).await;
+    tokio::time::sleep_until((dialed_at + Duration::from_secs_f64(opts.duration)).into()).await;
     let ended_at = Instant::now();
     let server_after = opts.server_pid.and_then(report::ProcSample::read);
     let self_after = report::ProcSample::read(std::process::id());
@@ -276,6 +286,8 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
         generator: self_before.zip(self_after),
         server_delay: histograms(&metrics_before, &metrics_after, SERVER_DELAY),
         socket_wait: histograms(&metrics_before, &metrics_after, SOCKET_WAIT),
+        server_delay_steady: histograms(&metrics_steady, &metrics_after, SERVER_DELAY),
+        steady_after,
     };
     let ok = report::print(&opts, &outcomes, dialed_at, ended_at, &server_stats, &procs);
     Ok(ok)

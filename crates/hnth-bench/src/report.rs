@@ -70,6 +70,9 @@ pub struct Procs {
     pub server_delay: Option<(crate::http::Buckets, crate::http::Buckets)>,
     /// The part of it spent waiting in the socket, likewise.
     pub socket_wait: Option<(crate::http::Buckets, crate::http::Buckets)>,
+    /// The server's delay from `steady_after` past dialing to the end (joins done).
+    pub server_delay_steady: Option<(crate::http::Buckets, crate::http::Buckets)>,
+    pub steady_after: std::time::Duration,
 }
 
 /// Prints the table; true when every site received audio and video from as many others as
@@ -114,6 +117,13 @@ pub fn print(
             "v_loss%", "a_p50ms", "a_p99ms", "v_p50ms", "v_p99ms", "kfreq", "err"
         );
     }
+    let muted: std::collections::BTreeSet<u64> = outcomes
+        .iter()
+        .filter(|o| !o.talking)
+        .map(|o| o.site_id as u64)
+        .collect();
+    // Audio frames received from sites whose microphone was muted (silence is not forwarded).
+    let mut muted_audio_frames = 0;
     for o in outcomes {
         let others: Vec<u64> = o.expected_senders.clone().unwrap_or_else(|| {
             ids.iter()
@@ -129,7 +139,10 @@ pub fn print(
         let senders: Vec<u64> = others
             .iter()
             .copied()
-            .filter(|f| flowing(MediaKind::Audio, *f) && flowing(MediaKind::Video, *f))
+            .filter(|f| {
+                (muted.contains(f) || flowing(MediaKind::Audio, *f))
+                    && flowing(MediaKind::Video, *f)
+            })
             .collect();
         speakers.extend(senders.iter().copied());
         let complete = senders.len() >= expected;
@@ -153,6 +166,9 @@ pub fn print(
         for t in &o.remote {
             match t.kind {
                 MediaKind::Audio => {
+                    if t.sender().is_some_and(|f| muted.contains(&f)) {
+                        muted_audio_frames += t.frames;
+                    }
                     a_frames += t.frames;
                     a_lost += t.missing;
                     a_delays.extend_from_slice(&t.delays_us);
@@ -224,6 +240,8 @@ pub fn print(
         "seconds": window,
         "complete_sites": complete_sites,
         "speakers": speakers.len(),
+        "muted_sites": muted.len(),
+        "muted_audio_frames": muted_audio_frames,
         "video_paused_sites": paused,
         "join_ms": {"p50": p(&mut joins, 50.0), "p99": p(&mut joins, 99.0),
                     "max": joins.iter().max().map(|u| *u as f64 / 1000.0)},
@@ -242,6 +260,8 @@ pub fn print(
         "errors": errors,
         "server_delay": procs.server_delay.as_ref().map(|(a, b)| delay_json(a, b)),
         "socket_wait": procs.socket_wait.as_ref().map(|(a, b)| delay_json(a, b)),
+        "server_delay_steady": procs.server_delay_steady.as_ref().map(|(a, b)| delay_json(a, b)),
+        "steady_after_s": procs.steady_after.as_secs_f64(),
     });
     let f = |v: &Value| match v.as_f64() {
         Some(x) => format!("{x:.1}"),

@@ -40,6 +40,8 @@ pub struct SiteOutcome {
     pub errors: Vec<String>,
     /// Site ids this site should receive from; None: every other site.
     pub expected_senders: Option<Vec<u64>>,
+    /// The microphone was open at the end (`--muted`: only the main picture's site).
+    pub talking: bool,
 }
 
 pub async fn run(
@@ -84,6 +86,7 @@ pub async fn run(
         participants: BTreeMap::new(),
         errors: Vec::new(),
         expected_senders: None,
+        talking: !opts.muted,
     };
     // The signaling socket is read by its own task: polling tungstenite's stream costs a
     // memset of its whole read buffer (128 KiB) every time, and the media loop below is polled
@@ -173,9 +176,16 @@ pub async fn run(
                 out.connected_at = s.connected_at();
             }
             // Not on every datagram batch: after signaling and once a second.
-            if std::mem::take(&mut check_view) && opts.layout == Layout::OnePlusSeven {
-                if let Some(view) = one_plus_seven(s, &mut view_sent) {
-                    to_send.push(view);
+            if std::mem::take(&mut check_view) {
+                if opts.layout == Layout::OnePlusSeven {
+                    if let Some(view) = one_plus_seven(s, &mut view_sent) {
+                        to_send.push(view);
+                    }
+                }
+                if opts.muted {
+                    // Heard only if seen: a site nobody receives stays muted.
+                    out.talking = !out.video_paused && is_main_picture(s, site_id);
+                    s.set_talking(out.talking);
                 }
             }
             while let Some(t) = s.poll_transmit() {
@@ -222,6 +232,17 @@ fn one_plus_seven(site: &SyntheticSite, sent: &mut Vec<String>) -> Option<Value>
         .map(|(i, s)| json!({"stream": s, "height": if i == 0 { 720 } else { 180 }}))
         .collect();
     Some(json!({"type": "view", "tracks": tracks}))
+}
+
+/// Whether this site is the one every other site shows large: its stream id (the server
+/// names it `site-<id>`) comes before every video it receives.
+fn is_main_picture(site: &SyntheticSite, site_id: i64) -> bool {
+    let own = format!("site-{site_id}");
+    let mut videos = site
+        .active_tracks()
+        .filter(|t| t.kind == str0m::media::MediaKind::Video)
+        .peekable();
+    videos.peek().is_some() && videos.all(|t| t.stream_id.as_str() > own.as_str())
 }
 
 /// Rounds a site's wake-up times up to a grid of `tick` from the site's start (sites start at
@@ -287,6 +308,7 @@ fn on_signal(
             out.joined_at.get_or_insert(now);
             let mut config = SiteConfig::new(site_id as u64, local).scale_video(opts.video_scale);
             config.stream = spec.username.clone();
+            config.talking = !opts.muted;
             config.keyframe_interval = Duration::from_secs_f64(opts.keyframe_interval.max(0.1));
             let mut s = SyntheticSite::new(now, epoch, config);
             let sdp = s.create_offer();

@@ -166,6 +166,10 @@ struct TrackIn {
     size: Option<(u16, u16)>,
     /// The codec of the last payload type seen, for matching each receiver's payload type.
     params: Option<(Pt, PayloadParams)>,
+    /// Audio: the last packet was digital silence (not forwarded), and how many such runs
+    /// there have been (a receiver that saw fewer rebases its numbering over the gap).
+    silent: bool,
+    silence_runs: u32,
 }
 
 #[derive(Debug)]
@@ -218,6 +222,8 @@ struct TrackOut {
     view_height: Option<u16>,
     /// This video's share of the receiver's bandwidth estimate (`split_budget`).
     budget_bps: u64,
+    /// The source's silence runs this receiver has been rebased over (audio).
+    silence_runs: u32,
     /// The forwarded packets form one continuous RTP stream at the receiver whatever layer
     /// they come from: each layer switch sets these offsets (out = in + offset, wrapping).
     rewrite: Rewrite,
@@ -375,6 +381,8 @@ struct Peer {
 
 /// How many due timeouts `poll_peer` serves in one call (see there).
 const DUE_ROUNDS: usize = 16;
+/// RFC 6464's audio level of digital silence, as str0m reports it (-dBov).
+const SILENCE_DBOV: i8 = -127;
 /// Scratch space for a track's layer rates (`TrackIn::rates`).
 const NO_RATES: [LayerRate<Option<Rid>>; MAX_LAYERS] = [LayerRate {
     rid: None,
@@ -956,9 +964,23 @@ impl Conference {
         if !src.seen {
             return; // nobody receives this peer
         }
-        let Some(track) = src.tracks_in.iter().find(|t| t.mid == pkt.mid) else {
+        let Some(track) = src.tracks_in.iter_mut().find(|t| t.mid == pkt.mid) else {
             return;
         };
+        // Digital silence (a muted microphone: RFC 6464 level -127 dBov) is not forwarded, as
+        // Jitsi's bridge does: under C4 every site but the one called on is muted, and their
+        // audio would otherwise be most of a large meeting's packets. Receivers see a gap in
+        // time, not in numbering (as with Opus DTX), and their decoders play silence.
+        if !pkt.video && pkt.audio_level == Some(SILENCE_DBOV) {
+            if !track.silent {
+                track.silent = true;
+                track.silence_runs = track.silence_runs.wrapping_add(1);
+            }
+            return;
+        }
+        track.silent = false;
+        let silence_runs = track.silence_runs;
+        let track = &*track;
         let mut rates = NO_RATES;
         let n = track.rates(now, &mut rates);
         let layers = &rates[..n];
@@ -1007,6 +1029,11 @@ impl Conference {
             } else if t.rewrite.last.is_none() && t.layer.is_none() {
                 t.rewrite.rebase(now, pkt);
                 t.layer = Some(pkt.rid);
+                t.silence_runs = silence_runs;
+            } else if t.silence_runs != silence_runs {
+                // The first sound after silence: continue the numbering over the gap.
+                t.rewrite.rebase(now, pkt);
+                t.silence_runs = silence_runs;
             }
             let t = &mut o.tracks_out[i];
             let pt = match t.pt {
@@ -1259,6 +1286,7 @@ impl TrackOut {
             pt: None,
             view_height: None,
             budget_bps: 0,
+            silence_runs: 0,
             rewrite: Rewrite::default(),
         }
     }
@@ -1314,6 +1342,8 @@ fn on_event(
                     last_keyframe_request: None,
                     size: None,
                     params: None,
+                    silent: false,
+                    silence_runs: 0,
                 });
                 Some(Propagate::TrackOpen)
             } else {

@@ -144,6 +144,9 @@ pub struct SiteConfig {
     /// The msid stream id of the site's own tracks (the server may rename it).
     pub stream: String,
     pub send_audio: bool,
+    /// Whether the microphone is open: audio packets carry a speaking level (-30 dBov), else
+    /// digital silence (-127, what a muted browser sends).
+    pub talking: bool,
     /// Audio packet size in bytes, one packet per 20 ms (80 bytes ≈ 32 kbit/s).
     pub audio_bytes: usize,
     /// Video layers, lowest first. More than one: simulcast with these rids. None: no video.
@@ -164,6 +167,7 @@ impl SiteConfig {
             local_addr,
             stream: format!("site-{id}"),
             send_audio: true,
+            talking: true,
             audio_bytes: 80,
             layers: vec![
                 LayerSpec {
@@ -570,6 +574,11 @@ impl SyntheticSite {
     }
 
     /// Stop or resume writing frames (the connection stays up).
+    /// Open or mute the microphone (see [`SiteConfig::talking`]).
+    pub fn set_talking(&mut self, talking: bool) {
+        self.config.talking = talking;
+    }
+
     pub fn set_sending(&mut self, sending: bool) {
         self.sending = sending;
     }
@@ -702,6 +711,8 @@ impl SyntheticSite {
         let Some(w) = self.rtc.writer(mid) else {
             return;
         };
+        let talking = self.config.talking;
+        let w = w.audio_level(if talking { -30 } else { -127 }, talking);
         match w.write(pt, now, time, frame) {
             Ok(()) => self.sent.audio_packets += 1,
             Err(_) => self.sent.write_errors += 1,

@@ -169,3 +169,53 @@ fn a_removed_site_stops_at_the_others() {
     );
     assert!(sim.site(3).sent().video_frames > 100);
 }
+
+#[test]
+fn a_muted_microphone_is_not_forwarded_and_sound_resumes_without_a_gap() {
+    let mut sim = Sim::new(Config::default());
+    for id in [1, 2] {
+        sim.add_site(id, 1, Sim::light_site(id)).expect("add");
+    }
+    sim.run_for(Duration::from_secs(2));
+    let audio_from_1 = |sim: &Sim| {
+        let t = sim
+            .site(2)
+            .track("stream-1", MediaKind::Audio)
+            .expect("audio track");
+        (t.frames, t.discontinuities)
+    };
+    let (before, gaps_before) = audio_from_1(&sim);
+    assert!(before >= 80, "{before} audio frames in 2 s");
+    // Muted: digital silence goes nowhere.
+    sim.site_mut(1).site.set_talking(false);
+    sim.run_for(Duration::from_millis(200)); // what was in flight
+    let (muted, _) = audio_from_1(&sim);
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(audio_from_1(&sim).0, muted, "silence was forwarded");
+    // Video still flows, and site 1's own reception is untouched.
+    let v = sim
+        .site(2)
+        .track("stream-1", MediaKind::Video)
+        .expect("video")
+        .frames;
+    assert!(v > 150, "{v} video frames");
+    assert!(
+        sim.site(1)
+            .track("stream-2", MediaKind::Audio)
+            .expect("audio")
+            .frames
+            > 200
+    );
+    // Talking again: sound arrives, numbered on from before the silence (no loss seen).
+    sim.site_mut(1).site.set_talking(true);
+    sim.run_for(Duration::from_secs(2));
+    let (after, gaps_after) = audio_from_1(&sim);
+    assert!(
+        after >= muted + 80,
+        "{after} audio frames after talking again ({muted} before)"
+    );
+    assert_eq!(
+        gaps_after, gaps_before,
+        "a gap in the audio numbering after the silence"
+    );
+}

@@ -200,6 +200,16 @@ pub fn start_workers(
         let std_socket = std::net::UdpSocket::bind(want)
             .map_err(|e| anyhow::anyhow!("cannot bind UDP {want} (media worker {i}): {e}"))?;
         std_socket.set_nonblocking(true)?;
+        match crate::udp_batch::size_buffers(&std_socket, SOCKET_BUFFER_BYTES) {
+            Ok(got) if got < SOCKET_BUFFER_BYTES => tracing::warn!(
+                "media worker {i}: UDP receive buffer is {} KiB (asked {} KiB): raise \
+                 net.core.rmem_max and wmem_max, or bursts in large meetings are dropped",
+                got / 1024,
+                SOCKET_BUFFER_BYTES / 1024
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("media worker {i}: cannot size the UDP buffers: {e}"),
+        }
         let bound = std_socket.local_addr()?;
         let announced = SocketAddr::new(announce, bound.port());
         let conf = Conference::new(hnth_media::Config {
@@ -243,6 +253,9 @@ pub fn start_workers(
 
 /// Batches of datagrams read per wake-up (what a full batch caused is sent before the next).
 const RECV_ROUNDS: usize = 4;
+/// Receive and send buffer asked for each media socket (see `udp_batch::size_buffers`):
+/// about 100 ms of a 100-site meeting's incoming media.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
 pub async fn run(
     socket: UdpSocket,
