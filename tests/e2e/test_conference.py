@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -164,6 +165,48 @@ def test_tile_size_chooses_the_layer(sc):
         assert 0 < view.get(sid, -1) <= 60 * 2, f"view sent: {view}"
         assert page.js(JS_TILE_HEIGHT, sid, None)
         shows(False, "back above the sender's low layer in a large tile")
+
+
+JS_MIC = """
+const s = window.hnth && window.hnth.pc && window.hnth.pc.getSenders().find(x => x.track && x.track.kind === 'audio');
+if (!s) return false;
+s.track.enabled = arguments[0];
+return true;
+"""
+
+
+def test_a_muted_microphone_is_not_forwarded(sc):
+    """A site that mutes its microphone sends digital silence, which the server does not pass
+    on (the others receive no audio packets from it); unmuted, its sound decodes again."""
+    with sc.step("muted microphone"):
+        page, speaker = sc.sites["tinh-uy"], sc.sites["dong-hai"]
+        sid = stream_for_site(page, sc.ids["dong-hai"])
+        assert sid, "no stream of dong-hai at tinh-uy"
+
+        def audio():
+            return (page.stream_stats()["streams"].get(sid) or {}).get("audio") or {}
+
+        assert speaker.js(JS_MIC, False)
+        # Packets already on their way arrive; then the count stands still for 3 s.
+        st: dict = {"count": None, "since": None}
+
+        def still():
+            n = audio().get("packetsReceived", 0)
+            now = time.monotonic()
+            if n != st["count"]:
+                st["count"], st["since"] = n, now
+                return False
+            return now - st["since"] >= 3.0
+        wait_for(still, T_MEDIA, "tinh-uy: no audio packets from muted dong-hai for 3 s",
+                 detail=lambda: f"packetsReceived {st['count']}")
+        # Video goes on meanwhile.
+        wait_decoding(page, lambda: sid, "dong-hai's video while muted", audio=False)
+        assert speaker.js(JS_MIC, True)
+        before = audio()
+        wait_for(lambda: audio().get("packetsReceived", 0) > before.get("packetsReceived", 0) + 50
+                 and audio().get("totalAudioEnergy", 0) > before.get("totalAudioEnergy", 0),
+                 T_MEDIA, "tinh-uy: dong-hai's sound back after unmuting",
+                 detail=lambda: f"before {before}, now {audio()}")
 
 
 def test_site_reload_rejoins_by_itself(sc):

@@ -29,7 +29,11 @@
 //! received them. Each receiver's link is judged from the loss its feedback reports
 //! ([`LossControl`], the default), or by str0m's delay-based estimator told the rate of its
 //! sources' top layers ([`Estimation::Delay`], about twice the CPU per packet: str0m's pacer sends
-//! one packet per timeout). The server negotiates Opus and VP8 only.
+//! one packet per timeout). A receiver may say how tall it shows each video
+//! ([`Conference::set_view`]): each is then forwarded at the smallest layer at least that tall,
+//! and the estimate is shared in proportion to what each tile needs, so a 1+7 layout costs one
+//! top layer and seven low ones. Digital silence (a muted microphone) is not forwarded. The
+//! server negotiates Opus and VP8 only.
 //!
 //! Renegotiation: after a peer's initial offer, only the server offers (one offer outstanding per
 //! peer; further changes wait for its answer), so many sites joining at once cannot collide.
