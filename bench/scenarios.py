@@ -200,7 +200,7 @@ def print_hnth(rows):
     print("| sites | receives | fwd pkt/s | fwd Mbit/s | hnth µs/pkt | hnth CPU s/Mbit | hnth % core"
           " | limit µs/pkt | hnth/limit | RSS MiB/site | server-added delay p50/p99/p99.9 ms (≤): all ; after the joins"
           " | audio p50/p99 ms | video p50/p99 ms | steady audio p99 / video p99 ms"
-          " | join p50/p99 ms | loss a/v % | video frames q/h/f % | muted sites (audio frames from them)"
+          " | join p50/p99 ms (p50 of: join message, link up) | loss a/v % | video frames q/h/f % | muted sites (audio frames from them)"
           " | kernel drops (at the server) | generator % core | complete |")
     print("|" + "---|" * 21)
     for r in rows:
@@ -218,7 +218,8 @@ def print_hnth(rows):
               f"| {fmt(r['audio']['delay_ms_p50'])}/{fmt(r['audio']['delay_ms_p99'])} "
               f"| {fmt(r['video']['delay_ms_p50'])}/{fmt(r['video']['delay_ms_p99'])} "
               f"| {fmt(r['audio']['steady_ms_p99'])} / {fmt(r['video']['steady_ms_p99'])} "
-              f"| {fmt(r['join_ms']['p50'], '.0f')}/{fmt(r['join_ms']['p99'], '.0f')} "
+              f"| {fmt(r['join_ms']['p50'], '.0f')}/{fmt(r['join_ms']['p99'], '.0f')}"
+              f" ({fmt(r['join_ms'].get('join_message_p50'), '.0f')}, {fmt(r['join_ms'].get('connected_p50'), '.0f')}) "
               f"| {fmt(r['audio']['loss_pct'], '.2f')}/{fmt(r['video']['loss_pct'], '.2f')} "
               f"| {'/'.join(fmt(x, '.0f') for x in r['video'].get('layer_frames_pct') or []) or '-'} "
               f"| {r.get('muted_sites', 0)} ({r.get('muted_audio_frames', 0)}) "

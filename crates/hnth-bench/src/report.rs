@@ -99,6 +99,7 @@ pub fn print(
     let mut steady_audio = Vec::new();
     let mut steady_video = Vec::new();
     let mut joins = Vec::new();
+    let (mut joined_msgs, mut connects) = (Vec::new(), Vec::new());
     println!();
     println!(
         "hnth-bench: {} sites, {:.0} s, video x{} (q/h/f {:.0}/{:.0}/{:.0} kbit/s), keyframe every {} s",
@@ -156,6 +157,12 @@ pub fn print(
         if let Some(j) = join {
             joins.push(j);
         }
+        // The join's phases: the `join` message reached the site, its link was up (ICE and
+        // DTLS), its first frame came.
+        let since_dial =
+            |t: Option<Instant>| t.map(|t| t.duration_since(dialed_at).as_micros() as u64);
+        joined_msgs.extend(since_dial(o.joined_at));
+        connects.extend(since_dial(o.connected_at));
         let full = complete
             .then(|| with_frames.iter().filter_map(|t| t.first_frame_at).max())
             .flatten()
@@ -244,7 +251,11 @@ pub fn print(
         "muted_audio_frames": muted_audio_frames,
         "video_paused_sites": paused,
         "join_ms": {"p50": p(&mut joins, 50.0), "p99": p(&mut joins, 99.0),
-                    "max": joins.iter().max().map(|u| *u as f64 / 1000.0)},
+                    "max": joins.iter().max().map(|u| *u as f64 / 1000.0),
+                    "join_message_p50": p(&mut joined_msgs, 50.0),
+                    "join_message_p99": p(&mut joined_msgs, 99.0),
+                    "connected_p50": p(&mut connects, 50.0),
+                    "connected_p99": p(&mut connects, 99.0)},
         "audio": {"frames": sum_a_frames, "loss_pct": loss(sum_a_lost, sum_a_frames),
                   "delay_ms_p50": p(&mut all_audio, 50.0), "delay_ms_p99": p(&mut all_audio, 99.0),
                   "steady_ms_p50": p(&mut steady_audio, 50.0), "steady_ms_p99": p(&mut steady_audio, 99.0)},

@@ -1151,8 +1151,9 @@ impl Conference {
     /// Peer `peer` shows the videos of these streams (by stream id) this many device pixels
     /// high: each is forwarded at the smallest simulcast layer at least that tall (a tile of
     /// 180 pixels gets the low layer, the large picture of a 1+7 layout the top one), within
-    /// the receiver's bandwidth. A height of 0 (a hidden tile) gets the lowest layer. Streams
-    /// not named keep what they had. Unknown stream ids are kept for a peer that joins later.
+    /// the receiver's bandwidth. A height of 0 (a hidden tile) gets the lowest layer. Each call
+    /// replaces the last (a page names every tile it has): a stream not named has no limit,
+    /// and a stream id not yet in the meeting applies when that peer joins.
     pub fn set_view(
         &mut self,
         now: Instant,
@@ -1163,9 +1164,7 @@ impl Conference {
             .peers
             .get_mut(&peer)
             .ok_or(MediaError::UnknownPeer(peer))?;
-        for (stream, h) in heights {
-            p.view_heights.insert(stream.clone(), *h);
-        }
+        p.view_heights = heights.iter().cloned().collect();
         let sources: Vec<(usize, PeerId)> = p
             .tracks_out
             .iter()
