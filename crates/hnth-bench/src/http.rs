@@ -147,6 +147,22 @@ pub fn histogram_quantile(
         .map(|(le, _)| (*le, total))
 }
 
+/// A WebSocket to the server with Nagle's algorithm off, as browsers have it: a small message
+/// (an answer, a `view`) leaves at once instead of waiting for the last one's acknowledgement.
+pub async fn connect_ws(
+    url: String,
+) -> Result<
+    (
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    tokio_tungstenite::connect_async_with_config(url, None, true).await
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

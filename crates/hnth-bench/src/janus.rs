@@ -328,6 +328,7 @@ async fn publisher(i: usize, ctx: Arc<Ctx>, out: Arc<Mutex<JanusOutcome>>) -> an
     let (socket, local) = Peer::bind(opts).await?;
     let mut config = SiteConfig::new(i as u64 + 1, local).scale_video(opts.video_scale);
     config.stream = site_name(i);
+    config.dtls_cert = Some(opts.dtls_cert.clone());
     config.keyframe_interval = Duration::from_secs_f64(opts.keyframe_interval.max(0.1));
     let now = Instant::now();
     let mut site = SyntheticSite::new(now, ctx.epoch, config);
@@ -423,6 +424,7 @@ async fn subscriber(
     let (socket, local) = Peer::bind(opts).await?;
     let mut config = SiteConfig::new(i as u64 + 1, local);
     config.stream = format!("{}-rx", site_name(i));
+    config.dtls_cert = Some(ctx.opts.dtls_cert.clone());
     config.send_audio = false;
     config.layers.clear();
     let now = Instant::now();

@@ -54,7 +54,7 @@ pub async fn run(
 ) -> anyhow::Result<SiteOutcome> {
     let login = http::login(&host, &spec.username, &opts.password).await?;
     let site_id = login.site_id.context("not a site device account")?;
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{host}/ws?token={}", login.token))
+    let (ws, _) = http::connect_ws(format!("ws://{host}/ws?token={}", login.token))
         .await
         .with_context(|| format!("{} websocket", spec.username))?;
     let (mut ws_tx, mut ws_rx) = ws.split();
@@ -309,6 +309,7 @@ fn on_signal(
             let mut config = SiteConfig::new(site_id as u64, local).scale_video(opts.video_scale);
             config.stream = spec.username.clone();
             config.talking = !opts.muted;
+            config.dtls_cert = Some(opts.dtls_cert.clone());
             config.keyframe_interval = Duration::from_secs_f64(opts.keyframe_interval.max(0.1));
             let mut s = SyntheticSite::new(now, epoch, config);
             let sdp = s.create_offer();

@@ -47,7 +47,8 @@ pub mod testing;
 mod vp8;
 
 pub use conference::{
-    CloseReason, Conference, Config, LinkStats, MediaError, MeetingId, Output, PeerId,
+    generate_dtls_cert, CloseReason, Conference, Config, LinkStats, MediaError, MeetingId, Output,
+    PeerId,
 };
 pub use demux::stun_local_ufrag;
 pub use layer::{choose_layer, LayerRate};

@@ -156,6 +156,9 @@ pub struct SiteConfig {
     pub keyframe_interval: Duration,
     /// Real media instead of stamped frames (see [`SiteConfig::with_clip`]); None: synthetic.
     pub clip: Option<Arc<crate::clip::Clip>>,
+    /// The DTLS certificate to use; None: a new one (1.2 ms). A load generator running many
+    /// sites shares one, so that making certificates does not lengthen the joins it measures.
+    pub dtls_cert: Option<str0m::config::DtlsCert>,
 }
 
 impl SiteConfig {
@@ -192,6 +195,7 @@ impl SiteConfig {
             fps: 30,
             keyframe_interval: Duration::from_secs(3),
             clip: None,
+            dtls_cert: None,
         }
     }
 
@@ -412,7 +416,11 @@ pub struct SyntheticSite {
 impl SyntheticSite {
     /// A site created at `now`; stamps count microseconds since `epoch`.
     pub fn new(now: Instant, epoch: Instant, config: SiteConfig) -> Self {
-        let mut rtc = Rtc::builder().set_stats_interval(None).build(now);
+        let mut builder = Rtc::builder().set_stats_interval(None);
+        if let Some(cert) = config.dtls_cert.clone() {
+            builder = builder.set_dtls_cert(cert);
+        }
+        let mut rtc = builder.build(now);
         if let Ok(c) = Candidate::host(config.local_addr, "udp") {
             rtc.add_local_candidate(c);
         }

@@ -447,15 +447,20 @@ async fn serve(
         tracing::info!("shutting down");
         h.graceful_shutdown(Some(Duration::from_secs(2)));
     });
+    // Signaling is many small messages (offers, answers, joins): TCP_NODELAY, so that none
+    // waits for the acknowledgement of the one before it (Nagle's algorithm).
+    let nodelay = axum_server::accept::NoDelayAcceptor::new();
     match tls {
         Some(t) => {
             axum_server::from_tcp_rustls(listener, t.config)
+                .map(|tls| tls.acceptor(nodelay))
                 .handle(handle)
                 .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await?
         }
         None => {
             axum_server::from_tcp(listener)
+                .acceptor(nodelay)
                 .handle(handle)
                 .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await?
