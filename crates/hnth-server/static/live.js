@@ -95,7 +95,8 @@ export class Live {
         break;
       case 'error':
         this.hnth.errors.push(msg);
-        this.onError(msg);
+        // A `view` sent just as the media session ended is refused; nothing for the user.
+        if (msg.ref !== 'view') this.onError(msg);
         break;
     }
     await this.onMessage(msg);
