@@ -216,11 +216,7 @@ pub async fn run(
 /// The `view` of a 1+7 layout when the site's received videos changed since `sent`: the
 /// smallest stream id large (720 lines), the others as thumbnails (180).
 fn one_plus_seven(site: &SyntheticSite, sent: &mut Vec<String>) -> Option<Value> {
-    let mut streams: Vec<&str> = site
-        .active_tracks()
-        .filter(|t| t.kind == str0m::media::MediaKind::Video)
-        .map(|t| t.stream_id.as_str())
-        .collect();
+    let mut streams: Vec<&str> = received_videos(site).collect();
     streams.sort_unstable();
     if streams.is_empty() || streams.iter().eq(sent.iter()) {
         return None;
@@ -238,11 +234,15 @@ fn one_plus_seven(site: &SyntheticSite, sent: &mut Vec<String>) -> Option<Value>
 /// names it `site-<id>`) comes before every video it receives.
 fn is_main_picture(site: &SyntheticSite, site_id: i64) -> bool {
     let own = format!("site-{site_id}");
-    let mut videos = site
-        .active_tracks()
+    let mut videos = received_videos(site).peekable();
+    videos.peek().is_some() && videos.all(|s| s > own.as_str())
+}
+
+/// The stream ids of the videos the site receives.
+fn received_videos(site: &SyntheticSite) -> impl Iterator<Item = &str> {
+    site.active_tracks()
         .filter(|t| t.kind == str0m::media::MediaKind::Video)
-        .peekable();
-    videos.peek().is_some() && videos.all(|t| t.stream_id.as_str() > own.as_str())
+        .map(|t| t.stream_id.as_str())
 }
 
 /// Rounds a site's wake-up times up to a grid of `tick` from the site's start (sites start at

@@ -1110,7 +1110,7 @@ impl Conference {
                 p.estimate_bps = p.remb_bps.map_or(loss_based, |r| r.min(loss_based));
             }
         }
-        self.split_budget(now, id);
+        self.share_out(id, &needs);
     }
 
     /// What each open outgoing track of receiver `id` needs: (index in `tracks_out`, video,
@@ -1151,13 +1151,18 @@ impl Conference {
     /// picture needs. Runs when the estimate or a view changes, not per packet.
     fn split_budget(&mut self, now: Instant, id: PeerId) {
         let needs = self.needs(now, id);
+        self.share_out(id, &needs);
+    }
+
+    /// [`Conference::split_budget`] with the needs already known.
+    fn share_out(&mut self, id: PeerId, needs: &[(usize, bool, u64)]) {
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };
         let audio: u64 = needs.iter().filter(|n| !n.1).map(|n| n.2).sum();
         let video: u64 = needs.iter().filter(|n| n.1).map(|n| n.2).sum();
         let budget = p.estimate_bps.saturating_sub(audio);
-        for (i, _, need) in needs.into_iter().filter(|n| n.1) {
+        for &(i, _, need) in needs.iter().filter(|n| n.1) {
             let share = (budget as u128 * need as u128 / video.max(1) as u128) as u64;
             p.tracks_out[i].budget_bps = share;
         }
