@@ -133,14 +133,18 @@ def run_janus(sites, secs, substream):
 
 def run_limit(summary, secs):
     """The minimal forwarder under the same packet load: same forwarded packets per second,
-    same fan-out and mean packet size as the SFU row."""
+    same fan-out and mean packet size as the SFU row. Every site receives the same first
+    view + 1 senders but itself, so each forwarded packet has sites × view / (view + 1)
+    receivers once the meeting is larger than the view."""
     fwd = summary["forwarded"]
     pps_out = fwd["packets_per_s"]
     size = int(fwd["bytes"] / max(fwd["packets"], 1))
-    fanout = max(min(summary["view"], summary["sites"] - 1), 1)
+    sites, view = summary["sites"], summary["view"]
+    fanout = max(round(sites * min(view, sites - 1) / min(view + 1, sites)), 1)
     pps_in = max(int(pps_out / fanout), 1)
     limit = os.path.join(REL, "hnth-limit")
     run = subprocess.run([limit, "run", "--pps-in", str(pps_in), "--fanout", str(fanout), "--size", str(size),
+                          "--senders", str(min(view + 1, sites)),
                           "--seconds", str(min(secs, 10)), "--addr", "10.77.0.1", "--peer-addr", "10.77.0.2", "--json"],
                          capture_output=True, text=True)
     for line in reversed(run.stdout.splitlines()):
@@ -199,10 +203,11 @@ def print_hnth(rows):
     print()
     print("| sites | receives | fwd pkt/s | fwd Mbit/s | hnth µs/pkt | hnth CPU s/Mbit | hnth % core"
           " | limit µs/pkt | hnth/limit | RSS MiB/site | server-added delay p50/p99/p99.9 ms (≤): all ; after the joins"
+          " | limit delay p50/p99/p99.9 ms"
           " | audio p50/p99 ms | video p50/p99 ms | steady audio p99 / video p99 ms"
           " | join p50/p99 ms (p50 of: join message, link up) | loss a/v % | video frames q/h/f % | muted sites (audio frames from them)"
           " | kernel drops (at the server) | generator % core | complete |")
-    print("|" + "---|" * 21)
+    print("|" + "---|" * 22)
     for r in rows:
         s = r.get("server") or {}
         g = r.get("generator") or {}
@@ -215,6 +220,7 @@ def print_hnth(rows):
               f"| {fmt(lim_us)} | {fmt(ratio)} "
               f"| {fmt(s.get('rss_mib_per_site'), '.2f')} "
               f"| {delay(r.get('server_delay'))} ; {delay(r.get('server_delay_steady'))} "
+              f"| {limit_delay(lim)} "
               f"| {fmt(r['audio']['delay_ms_p50'])}/{fmt(r['audio']['delay_ms_p99'])} "
               f"| {fmt(r['video']['delay_ms_p50'])}/{fmt(r['video']['delay_ms_p99'])} "
               f"| {fmt(r['audio']['steady_ms_p99'])} / {fmt(r['video']['steady_ms_p99'])} "
@@ -234,6 +240,13 @@ def delay(d):
         return "-"
     return "/".join(fmt(d.get(k), ".2f") if isinstance(d.get(k), (int, float)) else str(d.get(k))
                     for k in ("p50_ms_le", "p99_ms_le", "p999_ms_le"))
+
+
+def limit_delay(lim):
+    """hnth-limit's own delay (kernel arrival → sendmmsg returned), exact, in ms."""
+    if lim.get("delay_us_p50") is None:
+        return "-"
+    return "/".join(fmt(lim[k] / 1000, ".2f") for k in ("delay_us_p50", "delay_us_p99", "delay_us_p999"))
 
 
 def print_janus(rows):

@@ -27,6 +27,9 @@ pub struct Config {
     pub size: usize,
     /// decrypt and check one copy in this many (1 = all)
     pub verify_every: u64,
+    /// Packets a sender sends back to back, as one video frame (1: senders take turns per
+    /// packet). Frames are never split across bursts.
+    pub frame: u32,
 }
 
 struct Sender {
@@ -67,6 +70,8 @@ pub struct Blaster {
     txb: Batch,
     rxb: Batch,
     next_sender: usize,
+    /// Packets of the current frame already sent by `next_sender`.
+    in_frame: u32,
     nonce: u32,
     // counters of the current step
     received: u64,
@@ -84,8 +89,8 @@ impl Blaster {
         if cfg.size < 12 + MARK + tag || cfg.size > 1500 {
             bail!("--size must be in {}..=1500", 12 + MARK + tag);
         }
-        if cfg.senders == 0 || cfg.fanout == 0 {
-            bail!("senders and fanout must be ≥ 1");
+        if cfg.senders == 0 || cfg.fanout == 0 || cfg.frame == 0 {
+            bail!("senders, fanout and frame must be ≥ 1");
         }
         let bind = SocketAddrV4::new(cfg.bind_ip, 0);
         let tx = UdpSocket::bind(bind).with_context(|| format!("bind {bind}"))?;
@@ -125,6 +130,7 @@ impl Blaster {
             txb: Batch::new(64),
             rxb: Batch::new(64),
             next_sender: 0,
+            in_frame: 0,
             nonce: 0,
             received: 0,
             received_bytes: 0,
@@ -199,7 +205,7 @@ impl Blaster {
         )
     }
 
-    /// Sends `n` packets (round-robin over the senders) in sendmmsg batches.
+    /// Sends `n` packets (round-robin over the senders, a frame each) in sendmmsg batches.
     fn send(&mut self, mut n: u64) -> u64 {
         let payload = self.cfg.size - 12 - self.cfg.profile.tag_len();
         let mut sent = 0;
@@ -208,7 +214,11 @@ impl Blaster {
             for i in 0..k {
                 let s = &mut self.senders[self.next_sender];
                 let idx = self.next_sender as u32;
-                self.next_sender = (self.next_sender + 1) % self.cfg.senders as usize;
+                self.in_frame += 1;
+                if self.in_frame >= self.cfg.frame {
+                    self.in_frame = 0;
+                    self.next_sender = (self.next_sender + 1) % self.cfg.senders as usize;
+                }
                 let (roc, seq) = s.seq.next_to_send();
                 let slot = self.txb.slot(i);
                 let hl = srtp::write_rtp_header(slot, seq, (seq as u32).wrapping_mul(3000), s.ssrc);
@@ -300,7 +310,9 @@ impl Blaster {
     /// copies still in flight, and reads the forwarder's CPU time before and after.
     pub fn step(&mut self, pps: f64, seconds: f64) -> Result<Step> {
         let total = (pps * seconds).round().max(1.0) as u64;
-        let burst = (pps * 0.0005).ceil().max(1.0) as u64; // 0.5 ms worth of packets
+        // 0.5 ms worth of packets, or whole frames.
+        let frame = u64::from(self.cfg.frame);
+        let burst = ((pps * 0.0005).ceil().max(1.0) as u64).max(frame);
         self.received = 0;
         self.received_bytes = 0;
         self.verified = 0;
@@ -314,9 +326,15 @@ impl Blaster {
         while scheduled < total {
             let now = Instant::now();
             let due = ((pps * (now - start).as_secs_f64()) as u64).min(total);
-            if due > scheduled {
+            // Frames go whole: what is due, in whole frames (the last one may be short).
+            let k = if frame > 1 && due < total {
+                (due - scheduled.min(due)) / frame * frame
+            } else {
+                due.saturating_sub(scheduled)
+            };
+            if k > 0 {
                 // If the blaster falls behind it sends what is due at once, at most 4096 at a time.
-                let k = (due - scheduled).min(4096);
+                let k = k.min(4096 / frame * frame);
                 sent += self.send(k);
                 scheduled += k;
                 last = Instant::now();
@@ -360,6 +378,7 @@ impl Blaster {
                 auth_failed: f1.auth_failed - f0.auth_failed,
                 unknown: f1.unknown - f0.unknown,
                 cpu_us: f1.cpu_us - f0.cpu_us,
+                delay: f1.delay,
             },
             fwd_cpu_s: (f1.cpu_us - f0.cpu_us) as f64 / 1e6,
             blaster_cpu_s: (b1 - b0) as f64 / 1e6,

@@ -98,6 +98,11 @@ struct RunArgs {
     /// Datagrams per recvmmsg in the forwarder
     #[arg(long, default_value_t = 32)]
     batch: usize,
+    /// Packets each sender sends back to back, as one video frame (1: senders take turns per
+    /// packet). With --frame 6 --senders 1 --pps-in 180 --fanout 49: the large picture of a
+    /// 50-site meeting (1.5 Mbit/s, 30 fps) reaching every other site.
+    #[arg(long, default_value_t = 1)]
+    frame: u32,
     /// Decrypt and check one received copy in this many (1: all)
     #[arg(long, default_value_t = 64)]
     verify_every: u64,
@@ -193,10 +198,11 @@ fn run_main(a: RunArgs) -> Result<()> {
                 seed,
                 size: a.size,
                 verify_every: a.verify_every.max(1),
+                frame: a.frame,
             })?;
             let head = json!({
                 "profile": a.profile.name(), "senders": senders, "fanout": a.fanout,
-                "size": a.size, "batch": a.batch, "pinned": pin,
+                "size": a.size, "batch": a.batch, "pinned": pin, "frame": a.frame,
             });
             let out = if a.max {
                 sweep(&mut b, &a, head)?
@@ -282,6 +288,12 @@ fn figures(s: &blast::Step, fanout: u32) -> serde_json::Value {
         "cpu_s_per_out_mbit": if mbit > 0.0 { s.fwd_cpu_s / mbit } else { 0.0 },
         "blaster_cpu_s": s.blaster_cpu_s,
         "blaster_cpu_share": s.blaster_cpu_s / wall,
+        // kernel arrival → return of the sendmmsg that carried the copies, per packet in
+        "delay_packets": s.fwd.delay.count,
+        "delay_over_1ms": s.fwd.delay.over_1ms,
+        "delay_us_p50": s.fwd.delay.p50_us,
+        "delay_us_p99": s.fwd.delay.p99_us,
+        "delay_us_p999": s.fwd.delay.p999_us,
     })
 }
 
@@ -365,8 +377,9 @@ fn print_table(v: &serde_json::Value) {
         ""
     };
     println!(
-        "hnth-limit: {} senders → fanout {}, {} B SRTP ({}), forwarder batch {}{pinned}",
+        "hnth-limit: {} senders ({} packets per frame) → fanout {}, {} B SRTP ({}), forwarder batch {}{pinned}",
         u("senders"),
+        u("frame"),
         u("fanout"),
         u("size"),
         v["profile"].as_str().unwrap_or("?"),
@@ -439,6 +452,17 @@ fn print_table(v: &serde_json::Value) {
                     "**{:.2} µs** ({:.0} packets/s per core)",
                     f("us_per_out_packet"),
                     f("pps_out_per_core")
+                ),
+            ),
+            (
+                "delay added (arrival → copies sent)",
+                format!(
+                    "p50 {} µs, p99 {} µs, p99.9 {} µs; {} of {} packets over 1 ms",
+                    u("delay_us_p50"),
+                    u("delay_us_p99"),
+                    u("delay_us_p999"),
+                    u("delay_over_1ms"),
+                    u("delay_packets")
                 ),
             ),
             (

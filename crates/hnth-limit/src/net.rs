@@ -33,7 +33,12 @@ pub struct Batch {
     iovs: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_in>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Room for each datagram's control message (the kernel's arrival stamp), 8-aligned.
+    ctrl: Vec<[u64; CTRL_WORDS]>,
 }
+
+/// Room for the arrival stamp's control message, in u64 words.
+const CTRL_WORDS: usize = hnth_net::STAMP_CONTROL_BYTES / 8;
 
 impl Batch {
     pub fn new(n: usize) -> Batch {
@@ -43,6 +48,7 @@ impl Batch {
             iovs: (0..n).map(|_| unsafe { zeroed() }).collect(),
             addrs: (0..n).map(|_| unsafe { zeroed() }).collect(),
             hdrs: (0..n).map(|_| unsafe { zeroed() }).collect(),
+            ctrl: vec![[0; CTRL_WORDS]; n],
         };
         for i in 0..n {
             b.iovs[i].iov_base = b.bufs[i * SLOT..].as_mut_ptr().cast();
@@ -82,6 +88,8 @@ impl Batch {
             let h = &mut self.hdrs[i].msg_hdr;
             h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_in).cast();
             h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+            h.msg_controllen = size_of::<[u64; CTRL_WORDS]>() as _;
         }
         // SAFETY: every header points at live buffers of the stated sizes.
         let r = unsafe {
@@ -100,11 +108,19 @@ impl Batch {
         }
     }
 
+    /// The kernel's arrival stamp of received datagram `i` (realtime clock), when the socket
+    /// asked for them ([`enable_arrival_stamps`]).
+    pub fn arrival(&self, i: usize) -> Option<std::time::Duration> {
+        hnth_net::arrival_stamp(&self.hdrs[i].msg_hdr)
+    }
+
     /// Marks slot `i` to be sent with `len` bytes, to `dest` (null: the connected peer).
     /// `dest` must stay valid until `send` returns.
     pub fn set_outgoing(&mut self, i: usize, len: usize, dest: *const libc::sockaddr_in) {
         self.iovs[i].iov_len = len;
         let h = &mut self.hdrs[i].msg_hdr;
+        h.msg_control = null_mut();
+        h.msg_controllen = 0;
         h.msg_name = dest as *mut libc::c_void;
         h.msg_namelen = if dest.is_null() {
             0
@@ -143,32 +159,19 @@ impl Batch {
     }
 }
 
-fn setsockopt_int(sock: &UdpSocket, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
-    // SAFETY: passing a c_int of the stated size.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            (&val as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
+use hnth_net::set_int_option;
+/// The kernel's arrival stamps (read back by [`Batch::arrival`]): the delay the forwarder adds
+/// is measured from there, as hnth's `/metrics` measures its own.
+pub use hnth_net::{enable_arrival_stamps, realtime};
 
 /// Large socket buffers, so bursts do not overflow them: the *FORCE options when root, the
 /// ordinary ones (capped by net.core.*mem_max) otherwise.
 pub fn set_buffers(sock: &UdpSocket, bytes: i32) {
-    if setsockopt_int(sock, libc::SO_RCVBUFFORCE, bytes).is_err() {
-        let _ = setsockopt_int(sock, libc::SO_RCVBUF, bytes);
+    if set_int_option(sock, libc::SO_RCVBUFFORCE, bytes).is_err() {
+        let _ = set_int_option(sock, libc::SO_RCVBUF, bytes);
     }
-    if setsockopt_int(sock, libc::SO_SNDBUFFORCE, bytes).is_err() {
-        let _ = setsockopt_int(sock, libc::SO_SNDBUF, bytes);
+    if set_int_option(sock, libc::SO_SNDBUFFORCE, bytes).is_err() {
+        let _ = set_int_option(sock, libc::SO_SNDBUF, bytes);
     }
 }
 

@@ -5,6 +5,16 @@
 use std::process::Command;
 
 fn run(profile: &str, fanout: u32, senders: u32, size: u32) -> serde_json::Value {
+    run_with(profile, fanout, senders, size, &[])
+}
+
+fn run_with(
+    profile: &str,
+    fanout: u32,
+    senders: u32,
+    size: u32,
+    extra: &[&str],
+) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_hnth-limit"))
         .args([
             "run",
@@ -23,6 +33,7 @@ fn run(profile: &str, fanout: u32, senders: u32, size: u32) -> serde_json::Value
         ])
         .args(["--size", &size.to_string(), "--profile", profile])
         .args(["--verify-every", "1", "--no-pin", "--json"])
+        .args(extra)
         .output()
         .expect("run hnth-limit");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -54,6 +65,10 @@ fn check(v: &serde_json::Value, fanout: u64) {
     );
     assert_eq!(u("verify_failed"), 0, "{v}");
     assert_eq!(u("fwd_auth_failed"), 0, "{v}");
+    // Every forwarded packet's delay was measured from the kernel's arrival stamp.
+    assert_eq!(u("delay_packets"), u("fwd_in"), "{v}");
+    assert!(u("delay_us_p50") <= u("delay_us_p99"), "{v}");
+    assert!(u("delay_us_p99") <= u("delay_us_p999"), "{v}");
     for k in [
         "pps_out",
         "fwd_cpu_s",
@@ -74,4 +89,12 @@ fn every_packet_reaches_every_receiver_gcm() {
 fn every_packet_reaches_every_receiver_cm_sha1_and_gcm256() {
     check(&run("cm128-sha1-80", 2, 2, 1200), 2);
     check(&run("gcm256", 1, 1, 100), 1);
+}
+
+#[test]
+fn frames_of_several_packets_are_all_forwarded() {
+    // 80 frames of 5 packets from 2 senders to 4 receivers.
+    let v = run_with("gcm128", 4, 2, 900, &["--frame", "5"]);
+    check(&v, 4);
+    assert_eq!(v["frame"].as_u64(), Some(5), "{v}");
 }

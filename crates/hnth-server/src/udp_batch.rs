@@ -18,14 +18,10 @@ pub const BATCH: usize = 64;
 /// Largest datagram kept (media datagrams stay under the path MTU).
 const MAX_DATAGRAM: usize = 2048;
 
-/// Room for one control message carrying a `timespec` (SCM_TIMESTAMPNS), with slack.
-const CONTROL: usize = 64;
-
-/// Ask the kernel to stamp every datagram with its arrival time (`SO_TIMESTAMPNS`, the
-/// realtime clock), read back by [`RecvBatch::arrivals`].
-pub fn enable_arrival_stamps(socket: &UdpSocket) -> io::Result<()> {
-    set_int_option(socket.as_raw_fd(), libc::SO_TIMESTAMPNS, 1)
-}
+/// Ask the kernel to stamp every datagram with its arrival time, read back by
+/// [`RecvBatch::arrivals`].
+pub use hnth_net::enable_arrival_stamps;
+use hnth_net::{arrival_stamp, set_int_option, STAMP_CONTROL_BYTES as CONTROL};
 
 /// Give the socket `bytes` of receive and send buffer, so that a burst (every site's keyframe
 /// at once, a turn of the worker spent fanning one out) waits in the kernel instead of being
@@ -40,8 +36,8 @@ pub fn size_buffers(socket: &impl AsRawFd, bytes: usize) -> io::Result<usize> {
         (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
         (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
     ] {
-        if set_int_option(fd, force, want).is_err() {
-            set_int_option(fd, plain, want)?;
+        if set_int_option(socket, force, want).is_err() {
+            set_int_option(socket, plain, want)?;
         }
     }
     let mut got: libc::c_int = 0;
@@ -60,23 +56,6 @@ pub fn size_buffers(socket: &impl AsRawFd, bytes: usize) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(got.max(0) as usize)
-}
-
-fn set_int_option(fd: std::os::fd::RawFd, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: a plain setsockopt on our own descriptor with a correctly sized int.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            name,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Preallocated buffers for one `recvmmsg`.
@@ -162,26 +141,6 @@ impl RecvBatch {
             Some((addr, &self.bufs[i][..self.lens[i].min(MAX_DATAGRAM)]))
         })
     }
-}
-
-/// The SCM_TIMESTAMPNS control message of a received datagram, if there is one.
-fn arrival_stamp(hdr: &libc::msghdr) -> Option<std::time::Duration> {
-    // SAFETY: the kernel filled `msg_control` up to `msg_controllen`; the CMSG_* macros walk
-    // only within it, and a timestamp message carries one timespec.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(hdr);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                return Some(std::time::Duration::new(
-                    u64::try_from(ts.tv_sec).ok()?,
-                    u32::try_from(ts.tv_nsec).ok()?,
-                ));
-            }
-            c = libc::CMSG_NXTHDR(hdr, c);
-        }
-    }
-    None
 }
 
 /// Preallocated headers for `sendmmsg`, reused from one flush to the next.
