@@ -4,7 +4,8 @@ For each meeting size: a fresh `hnth demo` (release) pinned to CPU 0 with enough
 `hnth-bench` pinned to CPU 1 with --server-pid so that the server's CPU and memory are measured
 over the media window only (not the logins), then one table row from the generator's
 BENCH-JSON line. With --limit, the minimal SRTP forwarder (`hnth-limit`) runs under the same
-packet load right after each row, so the table shows hnth / limit in the same run.
+packet load right after each row, so the table shows hnth / limit in the same run, and the
+delay the bare forwarder itself adds (this machine's floor for hnth's server-added delay).
 
     python3 bench/scenarios.py --sites 9,10,25,50 --seconds 20 [--view 8] [--limit] [--janus]
 """
