@@ -18,7 +18,6 @@ use tokio::net::UdpSocket;
 use crate::delay::{MediaDelays, Turn};
 use crate::udp_batch::{enable_arrival_stamps, RecvBatch, SendBatch, BATCH};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// What signaling asks of the media core.
@@ -281,12 +280,11 @@ pub async fn run(
     let mut flush_measured = |conf: &mut Conference, arrivals: &mut Vec<Duration>| {
         flush(&socket, conf, &events, &mut tx, &mut out);
         if let (Some(h), false) = (&delay, arrivals.is_empty()) {
-            if let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) {
-                for a in arrivals.iter() {
-                    turn.record(now.saturating_sub(*a));
-                }
-                turn.commit(&h.total);
+            let now = hnth_net::realtime();
+            for a in arrivals.iter() {
+                turn.record(now.saturating_sub(*a));
             }
+            turn.commit(&h.total);
             arrivals.clear();
         }
     };
@@ -310,12 +308,11 @@ pub async fn run(
                             if let Some(h) = &delay {
                                 let first = arrivals.len();
                                 arrivals.extend(rx.arrivals());
-                                if let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) {
-                                    for a in &arrivals[first..] {
-                                        waiting.record(now.saturating_sub(*a));
-                                    }
-                                    waiting.commit(&h.waiting);
+                                let now = hnth_net::realtime();
+                                for a in &arrivals[first..] {
+                                    waiting.record(now.saturating_sub(*a));
                                 }
+                                waiting.commit(&h.waiting);
                             }
                             conf.handle_receive_batch(Instant::now(), destination, rx.datagrams());
                             if n < BATCH {
