@@ -159,20 +159,14 @@ impl Batch {
     }
 }
 
-use hnth_net::set_int_option;
 /// The kernel's arrival stamps (read back by [`Batch::arrival`]): the delay the forwarder adds
 /// is measured from there, as hnth's `/metrics` measures its own.
 pub use hnth_net::{enable_arrival_stamps, realtime};
 
 /// Large socket buffers, so bursts do not overflow them: the *FORCE options when root, the
-/// ordinary ones (capped by net.core.*mem_max) otherwise.
-pub fn set_buffers(sock: &UdpSocket, bytes: i32) {
-    if set_int_option(sock, libc::SO_RCVBUFFORCE, bytes).is_err() {
-        let _ = set_int_option(sock, libc::SO_RCVBUF, bytes);
-    }
-    if set_int_option(sock, libc::SO_SNDBUFFORCE, bytes).is_err() {
-        let _ = set_int_option(sock, libc::SO_SNDBUF, bytes);
-    }
+/// ordinary ones (capped by net.core.*mem_max) otherwise; as hnth's media sockets.
+pub fn set_buffers(sock: &UdpSocket, bytes: usize) {
+    let _ = hnth_net::size_buffers(sock, bytes);
 }
 
 /// Pins the calling process (all its future threads) to one CPU.

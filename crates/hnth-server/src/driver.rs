@@ -199,7 +199,7 @@ pub fn start_workers(
         let std_socket = std::net::UdpSocket::bind(want)
             .map_err(|e| anyhow::anyhow!("cannot bind UDP {want} (media worker {i}): {e}"))?;
         std_socket.set_nonblocking(true)?;
-        match crate::udp_batch::size_buffers(&std_socket, SOCKET_BUFFER_BYTES) {
+        match hnth_net::size_buffers(&std_socket, SOCKET_BUFFER_BYTES) {
             Ok(got) if got < SOCKET_BUFFER_BYTES => tracing::warn!(
                 "media worker {i}: UDP receive buffer is {} KiB (asked {} KiB): raise \
                  net.core.rmem_max and wmem_max, or bursts in large meetings are dropped",
@@ -252,7 +252,7 @@ pub fn start_workers(
 
 /// Batches of datagrams read per wake-up (what a full batch caused is sent before the next).
 const RECV_ROUNDS: usize = 4;
-/// Receive and send buffer asked for each media socket (see `udp_batch::size_buffers`):
+/// Receive and send buffer asked for each media socket (see `hnth_net::size_buffers`):
 /// about 100 ms of a 100-site meeting's incoming media.
 const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 

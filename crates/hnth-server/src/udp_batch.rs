@@ -21,42 +21,7 @@ const MAX_DATAGRAM: usize = 2048;
 /// Ask the kernel to stamp every datagram with its arrival time, read back by
 /// [`RecvBatch::arrivals`].
 pub use hnth_net::enable_arrival_stamps;
-use hnth_net::{arrival_stamp, set_int_option, STAMP_CONTROL_BYTES as CONTROL};
-
-/// Give the socket `bytes` of receive and send buffer, so that a burst (every site's keyframe
-/// at once, a turn of the worker spent fanning one out) waits in the kernel instead of being
-/// dropped: Linux's default of 208 KiB holds about 90 media datagrams, 10 ms of a 100-site
-/// meeting. `SO_RCVBUFFORCE` passes `net.core.rmem_max` when the server may (CAP_NET_ADMIN);
-/// otherwise the system's maximum applies. Returns the receive buffer the kernel granted
-/// (it counts its own bookkeeping, so this is about twice what was asked).
-pub fn size_buffers(socket: &impl AsRawFd, bytes: usize) -> io::Result<usize> {
-    let fd = socket.as_raw_fd();
-    let want = bytes.min(libc::c_int::MAX as usize) as libc::c_int;
-    for (force, plain) in [
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-    ] {
-        if set_int_option(socket, force, want).is_err() {
-            set_int_option(socket, plain, want)?;
-        }
-    }
-    let mut got: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into a correctly sized int on our own descriptor.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&mut got as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(got.max(0) as usize)
-}
+use hnth_net::{arrival_stamp, STAMP_CONTROL_BYTES as CONTROL};
 
 /// Preallocated buffers for one `recvmmsg`.
 pub struct RecvBatch {
@@ -282,15 +247,6 @@ fn from_storage(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn socket_buffers_grow_past_the_default() {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let before = super::size_buffers(&s, 0).unwrap();
-        let got = super::size_buffers(&s, 4 << 20).unwrap();
-        // Whether forced or capped by net.core.rmem_max, more than Linux's small minimum.
-        assert!(got > before, "receive buffer {before} -> {got}");
-    }
-
     use super::*;
 
     #[test]
