@@ -4,25 +4,26 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use crate::rate::{Estimation, LossControl};
-use str0m::bwe::{Bitrate, BweKind};
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::bwe::Bitrate;
+use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::config::DtlsCert;
-use str0m::format::PayloadParams;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
-use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
+use str0m::{Candidate, IceCreds, Input, Output as RtcOutput, Rtc};
 
 use crate::demux::stun_local_ufrag;
+use crate::gate::{FloorGate, Verdict};
 use crate::layer::{choose_layer, height_cap, LayerRate};
-use crate::vp8;
+use crate::peer::{on_event, OutState, Peer, Propagate, TrackOut};
+use crate::rewrite::Packet;
+use crate::select::{self, Receives};
 
 /// Simulcast layers of one incoming video considered for forwarding; more are ignored.
-const MAX_LAYERS: usize = 4;
+pub(crate) const MAX_LAYERS: usize = 4;
 
 /// A peer (one site's or one console's WebRTC connection), numbered by the caller.
 pub type PeerId = u64;
@@ -43,14 +44,13 @@ pub struct Config {
     pub initial_bitrate_bps: u64,
     /// Which estimate chooses each receiver's simulcast layers.
     pub estimation: Estimation,
-    /// Each peer receives the streams of at most this many others: the first to join the
-    /// meeting. Until floor control decides who is seen, a meeting's first `view_size + 1` peers
-    /// are its speakers; a later one is forwarded only to peers with a wider view (the
-    /// console), and when nobody receives it, it is asked to pause its video
-    /// ([`Output::SendVideo`]) so that its uplink carries only audio.
+    /// Without floor control ([`Conference::add_peer`], [`Receives::FirstJoined`]), each peer
+    /// receives the streams of at most this many others: the first to join the meeting. A
+    /// later one is forwarded only to peers with a wider view, and when nobody receives it, it
+    /// is asked to pause its video ([`Output::SendVideo`]) so that its uplink carries only
+    /// audio. Under floor control the meeting's frame decides ([`Receives::Frame`]).
     pub view_size: usize,
-    /// The view of the control center's console, which watches the sites
-    /// ([`Conference::add_peer_viewing`]).
+    /// How many sites the control center's console watches at once.
     pub monitor_view: usize,
 }
 
@@ -66,6 +66,14 @@ impl Default for Config {
             monitor_view: 24,
         }
     }
+}
+
+/// How a peer starts: what it receives and whether its sound passes the floor gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSetup {
+    pub receives: Receives,
+    /// Whether its audio reaches the others from the start ([`Conference::set_floor`]).
+    pub heard: bool,
 }
 
 /// Why the core refused a request. The message is English (API and logs).
@@ -121,6 +129,8 @@ pub struct LinkStats {
     pub fps: Option<f64>,
     /// The receiver's bandwidth estimate, if known.
     pub estimate_kbps: Option<f64>,
+    /// Audio packets of the peer the floor gate dropped since it joined (C4).
+    pub audio_dropped: u64,
 }
 
 /// What the core asks its driver to do.
@@ -155,229 +165,11 @@ pub enum Output {
         peer: PeerId,
         on: bool,
     },
-}
-
-#[derive(Debug)]
-struct TrackIn {
-    mid: Mid,
-    kind: MediaKind,
-    /// Per simulcast layer: bytes in the current second, measured rate, last seen.
-    layers: Vec<LayerIn>,
-    last_keyframe_request: Option<Instant>,
-    size: Option<(u16, u16)>,
-    /// The codec of the last payload type seen, for matching each receiver's payload type.
-    params: Option<(Pt, PayloadParams)>,
-    /// Audio: the last packet was digital silence (not forwarded), and how many such runs
-    /// there have been (a receiver that saw fewer rebases its numbering over the gap).
-    silent: bool,
-    silence_runs: u32,
-}
-
-#[derive(Debug)]
-struct LayerIn {
-    ssrc: Ssrc,
-    rid: Option<Rid>,
-    bytes: u64,
-    frames: u32,
-    bps: u64,
-    fps: u32,
-    last_seen: Instant,
-    /// The picture height of the layer's last keyframe.
-    height: Option<u16>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OutState {
-    ToOpen,
-    Negotiating(Mid),
-    Open(Mid),
-    ToStop(Mid),
-    NegotiatingStop(Mid),
-}
-
-impl OutState {
-    fn mid(self) -> Option<Mid> {
-        match self {
-            OutState::ToOpen => None,
-            OutState::Negotiating(m)
-            | OutState::Open(m)
-            | OutState::ToStop(m)
-            | OutState::NegotiatingStop(m) => Some(m),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct TrackOut {
-    source: PeerId,
-    source_mid: Mid,
-    kind: MediaKind,
-    state: OutState,
-    /// The simulcast layer being forwarded, and the one waited for (its keyframe).
-    layer: Option<Option<Rid>>,
-    wanted: Option<Option<Rid>>,
-    /// The receiver's payload type for the source's last one.
-    pt: Option<(Pt, Pt)>,
-    /// How tall the receiver shows this video, in device pixels ([`Conference::set_view`]);
-    /// None: not said, no limit.
-    view_height: Option<u16>,
-    /// This video's share of the receiver's bandwidth estimate (`split_budget`).
-    budget_bps: u64,
-    /// The source's silence runs this receiver has been rebased over (audio).
-    silence_runs: u32,
-    /// The forwarded packets form one continuous RTP stream at the receiver whatever layer
-    /// they come from: each layer switch sets these offsets (out = in + offset, wrapping).
-    rewrite: Rewrite,
-}
-
-/// RTP sequence number, timestamp and VP8 picture numbering of one outgoing stream, rebased at
-/// every layer switch so that the receiver sees one stream.
-#[derive(Debug, Default, Clone, Copy)]
-struct Rewrite {
-    seq_offset: i64,
-    ts_offset: u32,
-    picture_id_offset: u16,
-    tl0_offset: u8,
-    /// Packets of the current layer before this (extended) sequence number are older than the
-    /// switch and are dropped.
-    first_seq: u64,
-    /// The newest packet written: its sequence number, timestamp, when, picture id, TL0PICIDX.
-    last: Option<(u64, u32, Instant)>,
-    last_picture_id: Option<u16>,
-    last_tl0: Option<u8>,
-}
-
-impl Rewrite {
-    /// Start forwarding from the packet `pkt` (the first one, or a new layer's keyframe):
-    /// continue the numbering where the previous layer left it.
-    fn rebase(&mut self, now: Instant, pkt: &Packet) {
-        self.seq_offset = match self.last {
-            Some((seq, _, _)) => seq as i64 + 1 - pkt.seq as i64,
-            // Begin with rollover counter 0, as a fresh receiver expects.
-            None => (pkt.seq & 0xffff) as i64 - pkt.seq as i64,
-        };
-        self.ts_offset = match self.last {
-            Some((_, ts, at)) => {
-                let clock = if pkt.video { 90 } else { 48 };
-                let gap = (now.saturating_duration_since(at).as_millis() as u32 * clock).max(1);
-                ts.wrapping_add(gap).wrapping_sub(pkt.ts)
-            }
-            None => 0,
-        };
-        if let Some(d) = &pkt.vp8 {
-            if let (Some(last), Some(id)) = (self.last_picture_id, d.picture_id()) {
-                self.picture_id_offset = last.wrapping_add(1).wrapping_sub(id) & 0x7fff;
-            }
-            if let (Some(last), Some(idx)) = (self.last_tl0, d.tl0_pic_idx()) {
-                self.tl0_offset = last.wrapping_add(1).wrapping_sub(idx);
-            }
-        }
-        self.first_seq = pkt.seq;
-    }
-
-    /// The outgoing packet for `pkt`, or None if it is older than the last switch.
-    fn write(&mut self, now: Instant, pt: Pt, pkt: &Packet) -> Option<RtpWrite> {
-        if pkt.seq < self.first_seq {
-            return None;
-        }
-        let seq = (pkt.seq as i64 + self.seq_offset).max(0) as u64;
-        let ts = pkt.ts.wrapping_add(self.ts_offset);
-        if self.last.is_none_or(|(l, _, _)| seq > l) {
-            self.last = Some((seq, ts, now));
-        }
-        let ext = ExtensionValues {
-            audio_level: pkt.audio_level,
-            voice_activity: pkt.voice_activity,
-            ..Default::default()
-        };
-        let mut w = RtpWrite::new(pt, seq.into(), ts, pkt.arrival, Arc::clone(&pkt.payload))
-            .marker(pkt.marker)
-            .nackable(pkt.video)
-            .ext_vals(ext);
-        if let Some(d) = &pkt.vp8 {
-            let mut patch = d.patch();
-            let mut changed = false;
-            if let Some(id) = d.picture_id() {
-                let out = id.wrapping_add(self.picture_id_offset) & 0x7fff;
-                self.last_picture_id = Some(out);
-                changed |= out != id;
-                patch = patch.picture_id(out);
-            }
-            if let Some(idx) = d.tl0_pic_idx() {
-                let out = idx.wrapping_add(self.tl0_offset);
-                self.last_tl0 = Some(out);
-                changed |= out != idx;
-                patch = patch.tl0_pic_idx(out);
-            }
-            if changed {
-                if let Ok(p) = patch.build() {
-                    w = w.vp8_patch(p);
-                }
-            }
-        }
-        Some(w)
-    }
-}
-
-/// One incoming RTP packet as forwarding needs it. The payload is shared by every receiver,
-/// never copied.
-struct Packet {
-    mid: Mid,
-    rid: Option<Rid>,
-    video: bool,
-    pt: Pt,
-    params: PayloadParams,
-    /// Extended sequence number.
-    seq: u64,
-    ts: u32,
-    marker: bool,
-    arrival: Instant,
-    payload: Arc<[u8]>,
-    vp8: Option<Vp8Descriptor>,
-    /// The first packet of a VP8 keyframe: a receiver may switch to this layer here.
-    keyframe: bool,
-    audio_level: Option<i8>,
-    voice_activity: Option<bool>,
-}
-
-struct Peer {
-    meeting: MeetingId,
-    stream: String,
-    rtc: Rtc,
-    ufrag: String,
-    created: Instant,
-    last_rx: Instant,
-    connected: bool,
-    timeout: Instant,
-    tracks_in: Vec<TrackIn>,
-    tracks_out: Vec<TrackOut>,
-    pending: Option<(u64, SdpPendingOffer)>,
-    next_seq: u64,
-    estimate_bps: u64,
-    /// The loss-based estimate ([`Estimation::Loss`]).
-    rate: LossControl,
-    /// What was sent to the peer over the last stats interval.
-    kbps_out: f64,
-    /// The receiver's own estimate of its link (REMB), if it sends one.
-    remb_bps: Option<u64>,
-    last_stats: Option<(Instant, u64, u64)>,
-    rtt_ms: Option<f64>,
-    loss_in: Option<f32>,
-    loss_out: Option<f32>,
-    jitter_ms: Option<f64>,
-    /// Whether anybody receives this peer's streams (it is in somebody's view).
-    seen: bool,
-    /// How many others this peer receives.
-    view: usize,
-    /// Peers that receive some track of this one (kept by `reconcile`).
-    subscribers: Vec<PeerId>,
-    /// Input was handed to str0m and not yet polled. In RTP mode str0m holds one incoming
-    /// packet until polled, so a peer is polled before it is given the next datagram.
-    unpolled: bool,
-    /// Packets were forwarded to this peer since it was last polled.
-    written: bool,
-    /// How tall this peer shows each source's video, by the source's stream id.
-    view_heights: HashMap<String, u16>,
+    /// The peer sends speech while it does not hold the floor ([`Conference::set_floor`]):
+    /// nobody hears it; the rules may record it (R4). At most once a second per peer.
+    UnheardSpeech {
+        peer: PeerId,
+    },
 }
 
 /// How many due timeouts `poll_peer` serves in one call (see there).
@@ -392,27 +184,6 @@ const NO_RATES: [LayerRate<Option<Rid>>; MAX_LAYERS] = [LayerRate {
 }; MAX_LAYERS];
 /// The loss-based estimate never goes under this: the low layer of one video.
 const MIN_ESTIMATE_BPS: u64 = 100_000;
-
-/// A speaker of a meeting: its position in joining order, its id, its stream id and the
-/// tracks it sends.
-type Speaker = (usize, PeerId, String, Vec<(Mid, MediaKind)>);
-
-/// Something one peer's output asks of the others. Lives only between polling one peer and
-/// propagating; boxing the packet variant would cost an allocation per packet.
-#[allow(clippy::large_enum_variant)]
-enum Propagate {
-    TrackOpen,
-    /// The peer's link figures were renewed: renew its bandwidth estimate.
-    Stats,
-    /// str0m's estimate of the link to the peer changed: share it out again.
-    Estimate,
-    Rtp(Packet),
-    KeyframeRequest {
-        source: PeerId,
-        mid: Mid,
-        rid: Option<Rid>,
-    },
-}
 
 /// The conference core. See the crate documentation for the calling pattern.
 pub struct Conference {
@@ -483,20 +254,24 @@ impl Conference {
         stream: &str,
         offer_sdp: &str,
     ) -> Result<(), MediaError> {
-        self.add_peer_viewing(now, peer, meeting, stream, offer_sdp, None)
+        let setup = PeerSetup {
+            receives: Receives::FirstJoined(self.config.view_size),
+            heard: true,
+        };
+        self.add_peer_with(now, peer, meeting, stream, offer_sdp, setup)
     }
 
-    /// [`Conference::add_peer`] with a view of its own: the peer receives up to `view` others
-    /// (None: [`Config::view_size`]). The control center's console uses a wider view
-    /// ([`Config::monitor_view`]) to watch the sites.
-    pub fn add_peer_viewing(
+    /// [`Conference::add_peer`] with what the peer receives and whether it is heard from the
+    /// start: under floor control (C4) a site joins with its gate closed, so that not one
+    /// packet of its sound passes before the rules open it.
+    pub fn add_peer_with(
         &mut self,
         now: Instant,
         peer: PeerId,
         meeting: MeetingId,
         stream: &str,
         offer_sdp: &str,
-        view: Option<usize>,
+        setup: PeerSetup,
     ) -> Result<(), MediaError> {
         if self.peers.contains_key(&peer) {
             return Err(MediaError::DuplicatePeer(peer));
@@ -565,16 +340,17 @@ impl Conference {
                 loss_out: None,
                 jitter_ms: None,
                 seen: true,
-                view: view.unwrap_or(self.config.view_size),
+                receives: setup.receives,
                 subscribers: Vec::new(),
                 unpolled: false,
                 written: false,
                 view_heights: HashMap::new(),
+                floor: FloorGate::new(setup.heard),
             },
         );
         self.meetings.entry(meeting).or_default().push(peer);
         // The tracks of the newcomer's view are offered to it.
-        self.reconcile(meeting);
+        self.reconcile(now, meeting);
         self.dirty.push(peer);
         self.drive(now);
         Ok(())
@@ -586,12 +362,12 @@ impl Conference {
             return Err(MediaError::UnknownPeer(peer));
         };
         p.rtc.disconnect();
-        self.forget(peer, &p);
+        self.forget(now, peer, &p);
         self.drive(now);
         Ok(())
     }
 
-    fn forget(&mut self, peer: PeerId, p: &Peer) {
+    fn forget(&mut self, now: Instant, peer: PeerId, p: &Peer) {
         self.by_ufrag.remove(&p.ufrag);
         self.by_addr.retain(|_, v| *v != peer);
         if let Some(list) = self.meetings.get_mut(&p.meeting) {
@@ -601,69 +377,72 @@ impl Conference {
             }
         }
         // The others stop the tracks that came from this peer, and the views move up.
-        self.reconcile(p.meeting);
+        self.reconcile(now, p.meeting);
     }
 
-    /// Bring every receiver's outgoing tracks of `meeting` in line with its view (the first
-    /// `view_size` other peers, in joining order), and tell peers whether anybody sees them.
-    /// Called whenever the meeting's peers or their tracks change; O(peers × view).
-    fn reconcile(&mut self, meeting: MeetingId) {
+    /// Bring every receiver's outgoing tracks of `meeting` in line with what it receives
+    /// ([`Receives`], `select.rs`), and tell peers whether anybody takes their video. Called
+    /// whenever the meeting's peers, their tracks or what they receive change; O(peers ×
+    /// tracks).
+    fn reconcile(&mut self, now: Instant, meeting: MeetingId) {
         let order = self.meeting_peers(meeting).to_vec();
-        let views: Vec<usize> = order
-            .iter()
-            .map(|id| self.peers.get(id).map_or(0, |p| p.view))
-            .collect();
-        let widest = views.iter().copied().max().unwrap_or(0);
-        // A source's rank among a receiver's others: its joining position, less the receiver's.
-        let rank = |pos: usize, r_pos: usize| if pos < r_pos { pos } else { pos - 1 };
-        // Whoever can be in some view (positions 0..=widest), and the tracks they send.
-        let speakers: Vec<Speaker> = order
-            .iter()
-            .enumerate()
-            .take(widest + 1)
-            .filter_map(|(i, s)| {
-                let p = self.peers.get(s)?;
-                let tracks = p.tracks_in.iter().map(|t| (t.mid, t.kind)).collect();
-                Some((i, *s, p.stream.clone(), tracks))
-            })
-            .collect();
-        for (r_pos, r) in order.iter().enumerate() {
-            let seen = r_pos <= widest
-                && views
-                    .iter()
-                    .enumerate()
-                    .any(|(x, v)| x != r_pos && rank(r_pos, x) < *v);
+        let mut tracks: HashMap<PeerId, Vec<(Mid, MediaKind)>> = HashMap::new();
+        let mut streams: HashMap<PeerId, String> = HashMap::new();
+        for id in &order {
+            if let Some(p) = self.peers.get(id) {
+                tracks.insert(*id, p.tracks_in.iter().map(|t| (t.mid, t.kind)).collect());
+                streams.insert(*id, p.stream.clone());
+            }
+        }
+        // Whose video somebody takes: the others are asked to pause theirs.
+        let mut seen: Vec<PeerId> = Vec::new();
+        let mut resplit: Vec<PeerId> = Vec::new();
+        for r in &order {
             let Some(p) = self.peers.get_mut(r) else {
                 continue;
             };
-            let wanted: Vec<&Speaker> = speakers
-                .iter()
-                .filter(|(pos, s, _, _)| *s != *r && rank(*pos, r_pos) < p.view)
-                .collect();
-            let in_view = |source: PeerId| wanted.iter().any(|(_, s, _, _)| *s == source);
+            let wanted = select::wants(*r, &p.receives, &order, &tracks);
+            seen.extend(
+                select::video_sources(*r, &p.receives, &order)
+                    .into_iter()
+                    .map(|(s, _)| s),
+            );
+            let is_wanted = |t: &TrackOut| {
+                wanted
+                    .iter()
+                    .any(|w| w.source == t.source && w.mid == t.source_mid)
+            };
             let before = p.tracks_out.len();
             p.tracks_out
-                .retain(|t| t.state != OutState::ToOpen || in_view(t.source));
+                .retain(|t| t.state != OutState::ToOpen || is_wanted(t));
             let mut changed = p.tracks_out.len() != before;
-            for t in p.tracks_out.iter_mut().filter(|t| !in_view(t.source)) {
+            for t in p.tracks_out.iter_mut().filter(|t| !is_wanted(t)) {
                 if let OutState::Open(m) = t.state {
                     t.state = OutState::ToStop(m);
                     changed = true;
                 }
             }
-            for (_, source, stream, tracks) in &wanted {
-                for (mid, kind) in tracks {
-                    let present = p.tracks_out.iter().any(|t| {
-                        t.source == *source
-                            && t.source_mid == *mid
-                            && !matches!(
-                                t.state,
-                                OutState::ToStop(_) | OutState::NegotiatingStop(_)
-                            )
-                    });
-                    if !present {
-                        let mut t = TrackOut::new(*source, *mid, *kind);
-                        t.view_height = p.view_heights.get(stream).copied();
+            let mut heights_changed = false;
+            for w in &wanted {
+                let current = p.tracks_out.iter_mut().find(|t| {
+                    t.source == w.source
+                        && t.source_mid == w.mid
+                        && !matches!(t.state, OutState::ToStop(_) | OutState::NegotiatingStop(_))
+                });
+                match current {
+                    Some(t) => {
+                        if t.cell_height != w.cell_height {
+                            t.cell_height = w.cell_height;
+                            heights_changed = true;
+                        }
+                    }
+                    None => {
+                        let mut t = TrackOut::new(w.source, w.mid, w.kind);
+                        t.view_height = streams
+                            .get(&w.source)
+                            .and_then(|s| p.view_heights.get(s))
+                            .copied();
+                        t.cell_height = w.cell_height;
                         p.tracks_out.push(t);
                         changed = true;
                     }
@@ -672,9 +451,21 @@ impl Conference {
             if changed {
                 self.dirty.push(*r);
             }
-            if p.seen != seen {
-                p.seen = seen;
-                self.out.push_back(Output::SendVideo { peer: *r, on: seen });
+            if heights_changed {
+                resplit.push(*r);
+            }
+        }
+        for r in &order {
+            let Some(p) = self.peers.get_mut(r) else {
+                continue;
+            };
+            let is_seen = seen.contains(r);
+            if p.seen != is_seen {
+                p.seen = is_seen;
+                self.out.push_back(Output::SendVideo {
+                    peer: *r,
+                    on: is_seen,
+                });
             }
         }
         // Who receives whom, so that forwarding a packet visits only its receivers.
@@ -692,6 +483,32 @@ impl Conference {
                 p.subscribers.push(r);
             }
         }
+        for r in resplit {
+            self.split_budget(now, r);
+        }
+    }
+
+    /// What `peer` receives of its meeting from now on (see [`Receives`]): the meeting's rules
+    /// call this whenever the frame changes (C1), the tracks it no longer gets are stopped and
+    /// the new ones offered to it.
+    pub fn set_receives(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        receives: Receives,
+    ) -> Result<(), MediaError> {
+        let p = self
+            .peers
+            .get_mut(&peer)
+            .ok_or(MediaError::UnknownPeer(peer))?;
+        if p.receives == receives {
+            return Ok(());
+        }
+        p.receives = receives;
+        let meeting = p.meeting;
+        self.reconcile(now, meeting);
+        self.drive(now);
+        Ok(())
     }
 
     /// The peer's answer to a renegotiation offer.
@@ -758,7 +575,7 @@ impl Conference {
         }
         self.split_budget(now, peer);
         // Streams whose source left or moved out of view while this offer was out.
-        self.reconcile(meeting);
+        self.reconcile(now, meeting);
         self.dirty.push(peer);
         self.drive(now);
         Ok(())
@@ -776,16 +593,25 @@ impl Conference {
         self.drive(now);
     }
 
-    /// Several datagrams arrived (a `recvmmsg` batch): each is handed to its peer first, and
-    /// the peers are polled once for the whole batch rather than once per datagram.
+    /// Several datagrams arrived (a `recvmmsg` batch), each with the time it arrived: each is
+    /// handed to its peer first, and the peers are polled once for the whole batch (at `now`)
+    /// rather than once per datagram.
+    ///
+    /// The arrival times are what the transport-wide feedback (TWCC) reports to each sender,
+    /// whose bandwidth estimate follows the changes in delay it reads there. They should be the
+    /// kernel's stamps, not the time the batch is handled: a server that waits for the CPU
+    /// would otherwise report its own scheduling as delay on the line, and the senders would
+    /// lower their rate (seen on a loaded two-core machine: Chromium fell to its lowest
+    /// simulcast layer with no loss at all). A time earlier than an earlier `now` is fine:
+    /// str0m ignores a timeout that goes back in time.
     pub fn handle_receive_batch<'a>(
         &mut self,
         now: Instant,
         destination: SocketAddr,
-        datagrams: impl IntoIterator<Item = (SocketAddr, &'a [u8])>,
+        datagrams: impl IntoIterator<Item = (Instant, SocketAddr, &'a [u8])>,
     ) {
-        for (source, buf) in datagrams {
-            self.receive(now, source, destination, buf);
+        for (arrived, source, buf) in datagrams {
+            self.receive(arrived.min(now), source, destination, buf);
         }
         self.drive(now);
     }
@@ -883,10 +709,9 @@ impl Conference {
     fn close(&mut self, now: Instant, peer: PeerId, reason: CloseReason) {
         if let Some(mut p) = self.peers.remove(&peer) {
             p.rtc.disconnect();
-            self.forget(peer, &p);
+            self.forget(now, peer, &p);
             self.out.push_back(Output::PeerClosed { peer, reason });
         }
-        let _ = now;
     }
 
     /// Poll every dirty peer until it only has a timeout left, propagating what it emits.
@@ -961,7 +786,7 @@ impl Conference {
             return;
         };
         match prop {
-            Propagate::TrackOpen => self.reconcile(meeting),
+            Propagate::TrackOpen => self.reconcile(now, meeting),
             Propagate::Stats => self.update_estimate(now, origin),
             Propagate::Estimate => self.split_budget(now, origin),
             Propagate::KeyframeRequest { source, mid, rid } => {
@@ -976,7 +801,16 @@ impl Conference {
         let Some(src) = self.peers.get_mut(&origin) else {
             return;
         };
-        if !src.seen {
+        let gated = !pkt.video
+            && match src.floor.admit(now, pkt.audio_level) {
+                Verdict::Pass => false,
+                Verdict::Drop => true,
+                Verdict::DropSpeaking => {
+                    self.out.push_back(Output::UnheardSpeech { peer: origin });
+                    true
+                }
+            };
+        if src.subscribers.is_empty() {
             return; // nobody receives this peer
         }
         let Some(track) = src.tracks_in.iter_mut().find(|t| t.mid == pkt.mid) else {
@@ -986,7 +820,8 @@ impl Conference {
         // Jitsi's bridge does: under C4 every site but the one called on is muted, and their
         // audio would otherwise be most of a large meeting's packets. Receivers see a gap in
         // time, not in numbering (as with Opus DTX), and their decoders play silence.
-        if !pkt.video && pkt.audio_level == Some(SILENCE_DBOV) {
+        // Audio held back by the floor gate goes the same way.
+        if gated || (!pkt.video && pkt.audio_level == Some(SILENCE_DBOV)) {
             if !track.silent {
                 track.silent = true;
                 track.silence_runs = track.silence_runs.wrapping_add(1);
@@ -1019,7 +854,7 @@ impl Conference {
             };
             let t = &mut o.tracks_out[i];
             if pkt.video && pkt.rid.is_some() {
-                let cap = height_cap(layers, t.view_height);
+                let cap = height_cap(layers, t.shown_height());
                 if let Some(want) = choose_layer(t.budget_bps, layers, t.layer.as_ref(), cap) {
                     if t.layer == Some(want) {
                         // Back to the current layer: a switch still waited for is void.
@@ -1135,7 +970,7 @@ impl Conference {
             };
             let n = src.rates(now, &mut rates);
             let layers = &rates[..n];
-            let cap = height_cap(layers, t.view_height);
+            let cap = height_cap(layers, t.shown_height());
             let need = choose_layer(u64::MAX, layers, None, cap)
                 .and_then(|rid| layers.iter().find(|l| l.rid == rid))
                 .map_or(0, |l| l.bps);
@@ -1166,6 +1001,25 @@ impl Conference {
             let share = (budget as u128 * need as u128 / video.max(1) as u128) as u64;
             p.tracks_out[i].budget_bps = share;
         }
+    }
+
+    /// Whether `peer`'s audio reaches the others: open while it holds the floor (C4, Art. 7.2a),
+    /// as the meeting's rules decide. Closed, its audio is dropped here whatever its page does,
+    /// counted ([`Conference::audio_dropped`]), and speech behind it is reported
+    /// ([`Output::UnheardSpeech`]). Receivers see a gap in time, not in numbering, as after
+    /// silence. Peers join with the gate open; a core without floor control forwards every sound.
+    pub fn set_floor(&mut self, peer: PeerId, open: bool) -> Result<(), MediaError> {
+        let p = self
+            .peers
+            .get_mut(&peer)
+            .ok_or(MediaError::UnknownPeer(peer))?;
+        p.floor.set_open(open);
+        Ok(())
+    }
+
+    /// How many of `peer`'s audio packets the floor gate dropped since it joined.
+    pub fn audio_dropped(&self, peer: PeerId) -> Option<u64> {
+        self.peers.get(&peer).map(|p| p.floor.dropped)
     }
 
     /// Peer `peer` shows the videos of these streams (by stream id) this many device pixels
@@ -1290,391 +1144,5 @@ impl Conference {
             seq,
             sdp: offer.to_sdp_string(),
         });
-    }
-}
-
-impl TrackOut {
-    fn new(source: PeerId, source_mid: Mid, kind: MediaKind) -> Self {
-        TrackOut {
-            source,
-            source_mid,
-            kind,
-            state: OutState::ToOpen,
-            layer: None,
-            wanted: None,
-            pt: None,
-            view_height: None,
-            budget_bps: 0,
-            silence_runs: 0,
-            rewrite: Rewrite::default(),
-        }
-    }
-}
-
-impl TrackIn {
-    /// Layers seen in the last two seconds, with their measured rates, into `out`; how many.
-    fn rates(&self, now: Instant, out: &mut [LayerRate<Option<Rid>>; MAX_LAYERS]) -> usize {
-        let live = self
-            .layers
-            .iter()
-            .filter(|l| now.duration_since(l.last_seen) < Duration::from_secs(2));
-        let mut n = 0;
-        for (slot, l) in out.iter_mut().zip(live) {
-            *slot = LayerRate {
-                rid: l.rid,
-                // A layer not yet measured counts as its bytes so far, so it is usable at once.
-                bps: if l.bps > 0 { l.bps } else { l.bytes * 8 },
-                height: l.height,
-            };
-            n += 1;
-        }
-        n
-    }
-}
-
-/// Handle one str0m event of peer `id`; what concerns other peers is returned.
-fn on_event(
-    id: PeerId,
-    p: &mut Peer,
-    e: Event,
-    now: Instant,
-    out: &mut VecDeque<Output>,
-) -> Option<Propagate> {
-    match e {
-        Event::Connected => {
-            p.connected = true;
-            p.last_rx = now;
-            out.push_back(Output::Connected { peer: id });
-            None
-        }
-        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-            p.rtc.disconnect();
-            None
-        }
-        Event::MediaAdded(m) => {
-            // The direction is ours: a site's sendonly track is recvonly here.
-            if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) {
-                p.tracks_in.push(TrackIn {
-                    mid: m.mid,
-                    kind: m.kind,
-                    layers: Vec::new(),
-                    last_keyframe_request: None,
-                    size: None,
-                    params: None,
-                    silent: false,
-                    silence_runs: 0,
-                });
-                Some(Propagate::TrackOpen)
-            } else {
-                None
-            }
-        }
-        Event::RtpPacket(pkt) => on_rtp(p, pkt, now).map(Propagate::Rtp),
-        Event::KeyframeRequest(req) => {
-            let t = p
-                .tracks_out
-                .iter()
-                .find(|t| t.state.mid() == Some(req.mid))?;
-            Some(Propagate::KeyframeRequest {
-                source: t.source,
-                mid: t.source_mid,
-                rid: t.layer.flatten(),
-            })
-        }
-        Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
-            p.estimate_bps = estimate.as_u64();
-            Some(Propagate::Estimate)
-        }
-        // A receiver that estimates for itself (REMB: aiortc, older endpoints) is believed at
-        // once, and caps the loss-based estimate from then on.
-        Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
-            p.estimate_bps = estimate.as_u64();
-            p.remb_bps = Some(p.estimate_bps);
-            Some(Propagate::Estimate)
-        }
-        Event::MediaIngressStats(s) => {
-            // Jitter as the console shows it is the audio's: what a listener notices first.
-            let t = p.tracks_in.iter().find(|t| t.mid == s.mid)?;
-            if t.kind == MediaKind::Audio {
-                p.jitter_ms = Some(s.jitter as f64 / 48.0);
-            }
-            None
-        }
-        Event::PeerStats(s) => {
-            p.rtt_ms = s
-                .rtt
-                .or(s
-                    .selected_candidate_pair
-                    .as_ref()
-                    .and_then(|c| c.current_round_trip_time))
-                .map(|d| d.as_secs_f64() * 1000.0);
-            p.loss_in = s.ingress_loss_fraction;
-            p.loss_out = s.egress_loss_fraction;
-            let (kbps_in, kbps_out, secs) = match p.last_stats {
-                Some((t, rx, tx)) if s.timestamp > t => {
-                    let secs = s.timestamp.duration_since(t).as_secs_f64();
-                    (
-                        (s.peer_bytes_rx.saturating_sub(rx)) as f64 * 8.0 / 1000.0 / secs,
-                        (s.peer_bytes_tx.saturating_sub(tx)) as f64 * 8.0 / 1000.0 / secs,
-                        secs,
-                    )
-                }
-                // The first report: the layers have counted since the peer was created.
-                _ => (
-                    0.0,
-                    0.0,
-                    s.timestamp
-                        .saturating_duration_since(p.created)
-                        .as_secs_f64(),
-                ),
-            };
-            p.last_stats = Some((s.timestamp, s.peer_bytes_rx, s.peer_bytes_tx));
-            p.kbps_out = kbps_out;
-            let mut stats = LinkStats {
-                peer: id,
-                rtt_ms: p.rtt_ms,
-                loss_in: p.loss_in,
-                loss_out: p.loss_out,
-                jitter_ms: p.jitter_ms,
-                kbps_in,
-                kbps_out,
-                estimate_kbps: Some(p.estimate_bps as f64 / 1000.0),
-                ..Default::default()
-            };
-            for t in &mut p.tracks_in {
-                for l in &mut t.layers {
-                    if secs > 0.0 {
-                        l.bps = (l.bytes as f64 * 8.0 / secs) as u64;
-                        l.fps = (l.frames as f64 / secs).round() as u32;
-                    }
-                    l.bytes = 0;
-                    l.frames = 0;
-                }
-                if t.kind == MediaKind::Video {
-                    let fps = t.layers.iter().map(|l| l.fps).max().unwrap_or(0);
-                    stats.fps = Some(fps as f64);
-                    stats.width = t.size.map(|s| s.0);
-                    stats.height = t.size.map(|s| s.1);
-                }
-            }
-            out.push_back(Output::Stats(stats));
-            Some(Propagate::Stats)
-        }
-        _ => None,
-    }
-}
-
-/// Account for one incoming RTP packet of peer `p` and describe it for forwarding.
-fn on_rtp(p: &mut Peer, pkt: RtpPacket, now: Instant) -> Option<Packet> {
-    let ssrc = pkt.header.ssrc;
-    let known = p
-        .tracks_in
-        .iter()
-        .enumerate()
-        .find_map(|(i, t)| t.layers.iter().position(|l| l.ssrc == ssrc).map(|j| (i, j)));
-    let (ti, li) = match known {
-        Some(x) => x,
-        None => {
-            // A new stream (a simulcast layer, or the track's first packet).
-            let (mid, rid) = {
-                let mut api = p.rtc.direct_api();
-                let rx = api.stream_rx(&ssrc)?;
-                (rx.mid(), rx.rid())
-            };
-            let ti = p.tracks_in.iter().position(|t| t.mid == mid)?;
-            let t = &mut p.tracks_in[ti];
-            if let Some(j) = t.layers.iter().position(|l| l.rid == rid) {
-                t.layers[j].ssrc = ssrc; // the sender restarted the layer
-                (ti, j)
-            } else {
-                t.layers.push(LayerIn {
-                    ssrc,
-                    rid,
-                    bytes: 0,
-                    frames: 0,
-                    bps: 0,
-                    fps: 0,
-                    last_seen: now,
-                    height: None,
-                });
-                (ti, t.layers.len() - 1)
-            }
-        }
-    };
-    let pt = pkt.header.payload_type;
-    let params = match p.tracks_in[ti].params {
-        Some((known, params)) if known == pt => params,
-        _ => {
-            let params = *p
-                .rtc
-                .codec_config()
-                .params()
-                .iter()
-                .find(|x| x.pt() == pt)?;
-            p.tracks_in[ti].params = Some((pt, params));
-            params
-        }
-    };
-    let t = &mut p.tracks_in[ti];
-    let video = t.kind == MediaKind::Video;
-    let layer = &mut t.layers[li];
-    layer.bytes += pkt.payload.len() as u64;
-    layer.last_seen = now;
-    // A video frame ends with the marker bit; every audio packet is a frame.
-    if pkt.header.marker || !video {
-        layer.frames += 1;
-    }
-    let rid = layer.rid;
-    let vp8 = if video {
-        Vp8Descriptor::parse(&pkt.payload).ok()
-    } else {
-        None
-    };
-    let keyframe = vp8
-        .as_ref()
-        .is_some_and(|d| d.starts_keyframe(&pkt.payload));
-    if keyframe {
-        if let Some(size) = vp8::descriptor_len(&pkt.payload)
-            .and_then(|n| vp8::keyframe_size(pkt.payload.get(n..)?))
-        {
-            if t.size.is_none_or(|s| size.0 >= s.0) {
-                t.size = Some(size);
-            }
-            t.layers[li].height = Some(size.1);
-        }
-    }
-    Some(Packet {
-        mid: t.mid,
-        rid,
-        video,
-        pt,
-        params,
-        seq: *pkt.seq_no,
-        ts: pkt.header.timestamp,
-        marker: pkt.header.marker,
-        arrival: pkt.timestamp,
-        audio_level: pkt.header.ext_vals.audio_level,
-        voice_activity: pkt.header.ext_vals.voice_activity,
-        payload: pkt.payload,
-        vp8,
-        keyframe,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A VP8 payload: descriptor with a 15-bit picture id and TL0PICIDX, then the frame.
-    fn vp8_payload(picture_id: u16, tl0: u8, keyframe: bool) -> Arc<[u8]> {
-        let start = if keyframe { 0x90 } else { 0x80 };
-        let [hi, lo] = picture_id.to_be_bytes();
-        let frame_tag = if keyframe { 0x50 } else { 0x51 };
-        Arc::from(vec![start, 0xe0, 0x80 | hi, lo, tl0, 0x40, frame_tag, 0, 0])
-    }
-
-    fn packet(video: bool, seq: u64, ts: u32, vp8: Option<(u16, u8, bool)>) -> Packet {
-        let rtc = Rtc::builder().build(Instant::now());
-        let payload = match vp8 {
-            Some((id, tl0, key)) => vp8_payload(id, tl0, key),
-            None => Arc::from(vec![1u8, 2, 3]),
-        };
-        let d = Vp8Descriptor::parse(&payload)
-            .ok()
-            .filter(|_| vp8.is_some());
-        Packet {
-            mid: Mid::from("0"),
-            rid: None,
-            video,
-            pt: 96.into(),
-            params: rtc.codec_config().params()[0],
-            seq,
-            ts,
-            marker: false,
-            arrival: Instant::now(),
-            keyframe: d.as_ref().is_some_and(|d| d.starts_keyframe(&payload)),
-            payload,
-            vp8: d,
-            audio_level: None,
-            voice_activity: None,
-        }
-    }
-
-    fn out_seq(r: &Rewrite) -> u64 {
-        r.last.expect("written").0
-    }
-
-    #[test]
-    fn the_first_packet_starts_with_rollover_counter_zero() {
-        let now = Instant::now();
-        let mut r = Rewrite::default();
-        let first = packet(false, 3 * 65536 + 17, 1000, None);
-        r.rebase(now, &first);
-        assert!(r.write(now, 111.into(), &first).is_some());
-        assert_eq!(out_seq(&r), 17);
-        assert!(r
-            .write(now, 111.into(), &packet(false, 3 * 65536 + 18, 1960, None))
-            .is_some());
-        assert_eq!(out_seq(&r), 18);
-    }
-
-    #[test]
-    fn a_layer_switch_continues_numbering_and_drops_the_old_layers_late_packets() {
-        let t0 = Instant::now();
-        let mut r = Rewrite::default();
-        // Layer q: sequence numbers 100.., timestamps 9000.., picture ids 500.., TL0 7.
-        let q = |i: u64, key: bool| {
-            packet(
-                true,
-                100 + i,
-                9000 + 3000 * i as u32,
-                Some((500 + i as u16, 7, key)),
-            )
-        };
-        r.rebase(t0, &q(0, true));
-        for i in 0..5 {
-            assert!(r.write(t0, 96.into(), &q(i, i == 0)).is_some());
-        }
-        let (seq, ts, _) = r.last.unwrap();
-        assert_eq!((seq, ts), (104, 21_000));
-        assert_eq!((r.last_picture_id, r.last_tl0), (Some(504), Some(7)));
-        // 40 ms later, layer f's keyframe: a wholly different numbering (and a picture id that
-        // wraps).
-        let t1 = t0 + Duration::from_millis(40);
-        let f = |i: u64| {
-            packet(
-                true,
-                70_000 + i,
-                4_000_000_000u32.wrapping_add(3000 * i as u32),
-                Some((0x7fff_u16.wrapping_add(i as u16) & 0x7fff, 200, i == 0)),
-            )
-        };
-        r.rebase(t1, &f(0));
-        assert!(r.write(t1, 96.into(), &f(0)).is_some());
-        let (seq, ts, _) = r.last.unwrap();
-        assert_eq!(seq, 105, "the sequence continues");
-        assert_eq!(
-            ts,
-            21_000 + 40 * 90,
-            "the timestamp advances by the time that passed"
-        );
-        assert_eq!(r.last_picture_id, Some(505));
-        assert_eq!(r.last_tl0, Some(8));
-        assert!(r.write(t1, 96.into(), &f(1)).is_some());
-        assert_eq!(out_seq(&r), 106);
-        assert_eq!(
-            r.last_picture_id,
-            Some(506),
-            "picture ids wrap with the source"
-        );
-        // A packet of layer f from before the switch is older than the stream the receiver has.
-        assert!(
-            r.write(t1, 96.into(), &f(0)).is_some(),
-            "a resend of the switch packet is fine"
-        );
-        assert!(r
-            .write(t1, 96.into(), &packet(true, 69_999, 1, None))
-            .is_none());
-        assert_eq!(out_seq(&r), 106, "late packets do not move the stream back");
     }
 }

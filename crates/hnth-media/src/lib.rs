@@ -32,8 +32,13 @@
 //! one packet per timeout). A receiver may say how tall it shows each video
 //! ([`Conference::set_view`]): each is then forwarded at the smallest layer at least that tall,
 //! and the estimate is shared in proportion to what each tile needs, so a 1+7 layout costs one
-//! top layer and seven low ones. Digital silence (a muted microphone) is not forwarded. The
-//! server negotiates Opus and VP8 only.
+//! top layer and seven low ones. Digital silence (a muted microphone) is not forwarded, nor the
+//! audio of a site without the floor ([`Conference::set_floor`]: the gate is the server's, C4),
+//! which is counted and, if it is speech, reported ([`Output::UnheardSpeech`]). Under floor
+//! control the meeting's rules say what each peer receives ([`Conference::set_receives`] with
+//! [`Receives::Frame`]): every other peer's audio through its gate, and the video of exactly
+//! the sites its frame shows, each no taller than its cell. The server
+//! negotiates Opus and VP8 only.
 //!
 //! Renegotiation: after a peer's initial offer, only the server offers (one offer outstanding per
 //! peer; further changes wait for its answer), so many sites joining at once cannot collide.
@@ -41,15 +46,20 @@
 pub mod clip;
 mod conference;
 mod demux;
+mod gate;
 mod layer;
+mod peer;
 mod rate;
+mod rewrite;
+mod select;
 pub mod testing;
 mod vp8;
 
 pub use conference::{
     generate_dtls_cert, CloseReason, Conference, Config, LinkStats, MediaError, MeetingId, Output,
-    PeerId,
+    PeerId, PeerSetup,
 };
 pub use demux::stun_local_ufrag;
 pub use layer::{choose_layer, LayerRate};
 pub use rate::{Estimation, LossControl};
+pub use select::Receives;

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Sim;
+use common::{Event, Sim};
 use hnth_media::testing::AUDIO_LAYER;
 use hnth_media::{Config, PeerId};
 use str0m::media::MediaKind;
@@ -218,4 +218,79 @@ fn a_muted_microphone_is_not_forwarded_and_sound_resumes_without_a_gap() {
         gaps_after, gaps_before,
         "a gap in the audio numbering after the silence"
     );
+}
+
+/// C4: the floor gate is the server's. A site without the floor is heard by nobody, whatever it
+/// sends; giving the floor opens its sound (numbered on without a gap), taking it back closes it;
+/// the packets dropped are counted and its speech is reported.
+#[test]
+fn a_site_without_the_floor_is_not_heard() {
+    let mut sim = Sim::new(Config::default());
+    for id in [1, 2, 3] {
+        sim.add_site(id, 1, Sim::light_site(id)).expect("add");
+    }
+    sim.run_for(Duration::from_secs(2));
+    let audio = |sim: &Sim, at: PeerId, from: &str| {
+        let t = sim
+            .site(at)
+            .track(from, MediaKind::Audio)
+            .expect("audio track");
+        (t.frames, t.discontinuities)
+    };
+    let unheard = |sim: &Sim| {
+        (sim.events.iter())
+            .filter(|(_, e)| matches!(e, Event::UnheardSpeech(1)))
+            .count()
+    };
+    assert!(audio(&sim, 2, "stream-1").0 >= 80);
+    // Site 1 loses the floor while it talks: nobody hears it; site 3 still is heard.
+    sim.conf.set_floor(1, false).expect("set_floor");
+    sim.run_for(Duration::from_millis(200)); // what was in flight
+    let (closed, gaps_before) = audio(&sim, 2, "stream-1");
+    let closed_3 = audio(&sim, 3, "stream-1").0;
+    let heard_3 = audio(&sim, 2, "stream-3").0;
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(
+        audio(&sim, 2, "stream-1").0,
+        closed,
+        "audio of a site without the floor was forwarded"
+    );
+    assert_eq!(audio(&sim, 3, "stream-1").0, closed_3);
+    assert!(
+        audio(&sim, 2, "stream-3").0 >= heard_3 + 120,
+        "the others went quiet too"
+    );
+    let dropped = sim.conf.audio_dropped(1).expect("peer 1");
+    assert!(
+        (140..=170).contains(&dropped),
+        "{dropped} packets dropped in 3.2 s"
+    );
+    // It talks (-30 dBov) all along: reported once a second or so, not for every packet.
+    let reports = unheard(&sim);
+    assert!(
+        (2..=4).contains(&reports),
+        "{reports} reports of unheard speech"
+    );
+    // Video goes on.
+    assert!(
+        sim.site(2)
+            .track("stream-1", MediaKind::Video)
+            .expect("video")
+            .frames
+            > 150
+    );
+    // The floor back: heard again at once, numbered on from before (no loss seen).
+    sim.conf.set_floor(1, true).expect("set_floor");
+    sim.run_for(Duration::from_secs(2));
+    let (open, gaps_after) = audio(&sim, 2, "stream-1");
+    assert!(
+        open >= closed + 80,
+        "{open} frames after the floor came back ({closed} before)"
+    );
+    assert_eq!(
+        gaps_after, gaps_before,
+        "a gap in the numbering after the floor came back"
+    );
+    assert_eq!(unheard(&sim), reports, "reported while it held the floor");
+    assert!(sim.conf.set_floor(99, true).is_err());
 }

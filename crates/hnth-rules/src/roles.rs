@@ -12,6 +12,8 @@
 //!   Art. 12); its scope is the province or one site.
 //! * A site device joins only as its own site and never dials (C6, Art. 7.2c).
 //! * Everyone may read the technician directory (S1, Art. 9).
+//! * Nobody grants a role above its own or acts on an account above its own ([`rank`],
+//!   [`may_grant`], [`may_act_on`]): an operator manages accounts, but not the administrators'.
 //!
 //! A user whose scope does not fit the role gets only what everyone gets.
 
@@ -77,6 +79,14 @@ pub enum Action<'a> {
     RequestFloor {
         site: SiteId,
     },
+    /// C3: pass a site's speak request on to the chair.
+    PassSpeakRequest,
+    /// C1, P3: set the meeting's frame (layout, who is where) and its technical parameters.
+    SetFrame,
+    /// Report the delegates present and absent at `site` (roll call).
+    ReportAttendance {
+        site: SiteId,
+    },
     JoinMeetingAsSite {
         site: SiteId,
     },
@@ -128,6 +138,7 @@ impl Action<'_> {
             A::RegisterBooking { unit } => (Some(*unit), &[]),
             A::ControlFloor { host_site: site }
             | A::RequestFloor { site }
+            | A::ReportAttendance { site }
             | A::JoinMeetingAsSite { site }
             | A::EditRoster { site }
             | A::EditSiteChecklist { site }
@@ -181,6 +192,18 @@ impl Action<'_> {
             A::RequestFloor { .. } => (
                 "request the floor for this site",
                 "đăng ký phát biểu cho điểm cầu này",
+            ),
+            A::PassSpeakRequest => (
+                "pass speak requests on to the chair",
+                "chuyển đăng ký phát biểu đến chủ trì",
+            ),
+            A::SetFrame => (
+                "set the meeting's frame and technical parameters",
+                "thay đổi khung hình và thông số kỹ thuật của cuộc họp",
+            ),
+            A::ReportAttendance { .. } => (
+                "report this site's attendance",
+                "báo cáo thành phần dự họp của điểm cầu này",
             ),
             A::JoinMeetingAsSite { .. } => (
                 "join the meeting as this site",
@@ -244,6 +267,7 @@ pub fn allowed(role: Role, scope: Scope, action: &Action<'_>) -> bool {
             A::ViewBooking { .. }
                 | A::ViewMeetingContent { .. }
                 | A::RequestFloor { .. }
+                | A::ReportAttendance { .. }
                 | A::JoinMeetingAsSite { .. }
                 | A::EditRoster { .. }
                 | A::EditSiteChecklist { .. }
@@ -268,12 +292,15 @@ pub fn allowed(role: Role, scope: Scope, action: &Action<'_>) -> bool {
             A::ViewBooking { .. }
                 | A::ViewMeetingContent { .. }
                 | A::RequestFloor { .. }
+                | A::ReportAttendance { .. }
                 | A::JoinMeetingAsSite { .. }
         ),
     }
 }
 
-/// [`allowed`], or the refusal citing the most specific rule: C6 (Art. 7.2c) for dialing,
+/// [`allowed`], or the refusal citing the most specific rule: C6 (Art. 7.2c) for dialing, C4
+/// (7.2a) for the floor, C8 (7.2đ) for speak requests, C3 (7.1c) for passing them on, C1 (7.1a)
+/// for the frame,
 /// L3 (Art. 12) for a provider technician asking for meeting content, otherwise A1 (Art. 3).
 pub fn authorize(role: Role, scope: Scope, action: &Action<'_>) -> Result<(), Violation> {
     if allowed(role, scope, action) {
@@ -281,6 +308,10 @@ pub fn authorize(role: Role, scope: Scope, action: &Action<'_>) -> Result<(), Vi
     }
     let rule = match (role, action) {
         (_, Action::DialSite) => RuleId::C6,
+        (_, Action::ControlFloor { .. }) => RuleId::C4,
+        (_, Action::RequestFloor { .. }) => RuleId::C8,
+        (_, Action::PassSpeakRequest) => RuleId::C3,
+        (_, Action::SetFrame) => RuleId::C1,
         (Role::ProviderTechnician, Action::ViewMeetingContent { .. }) => RuleId::L3,
         _ => RuleId::A1,
     };
@@ -302,10 +333,131 @@ pub fn authorize(role: Role, scope: Scope, action: &Action<'_>) -> Result<(), Vi
     ))
 }
 
+/// How far a role reaches, for account administration (A1): administrators above the
+/// control-center operators, operators above every other role; the other roles act only within
+/// a site, a unit or read-only and stand level with each other.
+pub fn rank(role: Role) -> u8 {
+    match role {
+        Role::Admin => 3,
+        Role::Operator => 2,
+        Role::SiteTechnician
+        | Role::Organizer
+        | Role::Chair
+        | Role::ProviderTechnician
+        | Role::Leadership
+        | Role::SiteDevice => 1,
+    }
+}
+
+/// A1: an account never grants a role above its own (creating an account with `role`).
+pub fn may_grant(actor: Role, role: Role) -> Result<(), Violation> {
+    not_above(actor, role, "role_above_own", ("grant the", "cấp vai trò"))
+}
+
+/// A1: an account never acts on (unlocks, disables, enables, sets the password of) an account
+/// whose role is above its own.
+pub fn may_act_on(actor: Role, target: Role) -> Result<(), Violation> {
+    not_above(
+        actor,
+        target,
+        "account_above_own",
+        (
+            "act on an account with the",
+            "thao tác trên tài khoản có vai trò",
+        ),
+    )
+}
+
+/// Whether `other` is at or below `actor`'s [`rank`]; otherwise the refusal, which says what
+/// `actor` tried (`what`: English before "… role", Vietnamese before the role's label).
+fn not_above(
+    actor: Role,
+    other: Role,
+    code: &'static str,
+    (what_en, what_vi): (&str, &str),
+) -> Result<(), Violation> {
+    if rank(other) <= rank(actor) {
+        return Ok(());
+    }
+    let rule = RuleId::A1;
+    Err(Violation::new(
+        rule,
+        code,
+        format!(
+            "The {} role may not {what_en} {} role, which is above its own ({}).",
+            actor.label_en(),
+            other.label_en(),
+            rule.article_en()
+        ),
+        format!(
+            "Vai trò {} không được {what_vi} {}, là vai trò cao hơn vai trò của mình ({}).",
+            actor.label_vi(),
+            other.label_vi(),
+            rule.article_vi()
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use Action as A;
+
+    /// Rows: the acting role; columns: the role granted or acted on, both in [`Role::ALL`] order
+    /// (admin, operator, site_technician, organizer, chair, provider_technician, leadership,
+    /// site_device). `Y`: allowed, `.`: refused.
+    #[test]
+    fn grant_and_act_on_every_role_pair() {
+        let table = [
+            ("admin", "YYYYYYYY"),
+            ("operator", ".YYYYYYY"),
+            ("site_technician", "..YYYYYY"),
+            ("organizer", "..YYYYYY"),
+            ("chair", "..YYYYYY"),
+            ("provider_technician", "..YYYYYY"),
+            ("leadership", "..YYYYYY"),
+            ("site_device", "..YYYYYY"),
+        ];
+        assert_eq!(table.len(), Role::ALL.len());
+        for (actor, row) in table {
+            let actor = Role::parse(actor).unwrap();
+            assert_eq!(row.len(), Role::ALL.len());
+            for (other, want) in Role::ALL.iter().zip(row.chars()) {
+                let want = want == 'Y';
+                for (what, got) in [
+                    ("grant", may_grant(actor, *other)),
+                    ("act on", may_act_on(actor, *other)),
+                ] {
+                    assert_eq!(got.is_ok(), want, "{actor} {what} {other}");
+                    if let Err(v) = got {
+                        assert_eq!((v.rule, v.article), (RuleId::A1, "3"), "{actor} {other}");
+                        assert!(v.vi.ends_with("(Điều 3)."), "{}", v.vi);
+                        assert!(v.en.ends_with("(Art. 3)."), "{}", v.en);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn escalation_refusals_name_both_roles() {
+        let v = may_grant(Role::Operator, Role::Admin).unwrap_err();
+        assert_eq!(v.code, "role_above_own");
+        assert_eq!(
+            v.en,
+            "The Control-center operator role may not grant the Administrator role, which is above its own (Art. 3)."
+        );
+        assert_eq!(
+            v.vi,
+            "Vai trò Cán bộ điều hành Trung tâm điều khiển không được cấp vai trò Quản trị hệ thống, là vai trò cao hơn vai trò của mình (Điều 3)."
+        );
+        let v = may_act_on(Role::Operator, Role::Admin).unwrap_err();
+        assert_eq!(v.code, "account_above_own");
+        assert_eq!(
+            v.vi,
+            "Vai trò Cán bộ điều hành Trung tâm điều khiển không được thao tác trên tài khoản có vai trò Quản trị hệ thống, là vai trò cao hơn vai trò của mình (Điều 3)."
+        );
+    }
 
     const SCOPES: [(&str, Scope); 5] = [
         ("P", Scope::Province),
@@ -321,7 +473,7 @@ mod tests {
     fn role_scope_matrix() {
         let sites: &[SiteId] = &[1, 3];
         let control_center = "admin:* operator:*";
-        let matrix: [(A<'_>, &str); 19] = [
+        let matrix: [(A<'_>, &str); 22] = [
             (A::ManageAccounts, control_center),
             (A::ManageSites, control_center),
             (A::EditConfiguration, control_center),
@@ -338,6 +490,9 @@ mod tests {
             (A::DialSite, control_center),
             (A::ControlFloor { host_site: 1 }, "admin:* operator:* chair:S1"),
             (A::RequestFloor { site: 1 }, "admin:* operator:* site_technician:S1 chair:S1 site_device:S1"),
+            (A::PassSpeakRequest, control_center),
+            (A::SetFrame, control_center),
+            (A::ReportAttendance { site: 1 }, "admin:* operator:* site_technician:S1 site_device:S1"),
             (A::JoinMeetingAsSite { site: 1 }, "admin:* operator:* site_technician:S1 site_device:S1"),
             (A::EditRoster { site: 1 }, "admin:* operator:* site_technician:S1"),
             (

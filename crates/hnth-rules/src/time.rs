@@ -24,6 +24,22 @@ pub fn local(year: i32, month: u32, day: u32, hour: u32, minute: u32) -> Option<
     }
 }
 
+/// A date typed as `dd/mm/yyyy` (the UI's format, e.g. `15/04/2014`); `None` otherwise.
+pub fn parse_date_vi(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    let shape = s.len() == 10
+        && s.char_indices().all(|(i, c)| {
+            if i == 2 || i == 5 {
+                c == '/'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    shape
+        .then(|| NaiveDate::parse_from_str(s, "%d/%m/%Y").ok())
+        .flatten()
+}
+
 /// `dd/mm/yyyy` in local time, e.g. `15/04/2014`.
 pub fn format_date_vi(t: DateTime<Utc>) -> String {
     to_local(t).format("%d/%m/%Y").to_string()
@@ -93,6 +109,25 @@ mod tests {
             format_datetime_vi(local(2014, 4, 15, 14, 0).unwrap()),
             "15/04/2014 14:00"
         );
+    }
+
+    #[test]
+    fn dates_typed_as_dd_mm_yyyy() {
+        assert_eq!(
+            parse_date_vi(" 15/04/2014 "),
+            NaiveDate::from_ymd_opt(2014, 4, 15)
+        );
+        for bad in [
+            "31/02/2026",
+            "2026-01-01",
+            "1/1/2026",
+            "15/04/14",
+            "",
+            "hôm qua",
+            "15-04-2014",
+        ] {
+            assert_eq!(parse_date_vi(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use hnth_media::testing::{SiteConfig, SyntheticSite};
 use hnth_media::{
-    CloseReason, Conference, Config, LinkStats, MediaError, MeetingId, Output, PeerId,
+    CloseReason, Conference, Config, LinkStats, MediaError, MeetingId, Output, PeerId, PeerSetup,
+    Receives,
 };
 
 pub const SERVER: SocketAddr =
@@ -70,6 +71,8 @@ pub enum Event {
     AnswerRefused(PeerId, MediaError),
     /// The conference asked the peer to pause or resume its video.
     SendVideo(PeerId, bool),
+    /// The peer speaks without the floor.
+    UnheardSpeech(PeerId),
 }
 
 struct Datagram {
@@ -146,6 +149,22 @@ impl Sim {
         config: SiteConfig,
         view: Option<usize>,
     ) -> Result<(), MediaError> {
+        let setup = PeerSetup {
+            receives: Receives::FirstJoined(view.unwrap_or(self.conf.config().view_size)),
+            heard: true,
+        };
+        self.add_site_with(id, meeting, config, setup)
+    }
+
+    /// [`Sim::add_site`] as the meeting's rules set it up: what it receives, whether it is
+    /// heard.
+    pub fn add_site_with(
+        &mut self,
+        id: PeerId,
+        meeting: MeetingId,
+        config: SiteConfig,
+        setup: PeerSetup,
+    ) -> Result<(), MediaError> {
         let mut site = SyntheticSite::new(self.now, self.start, config);
         let offer = site.create_offer();
         self.by_addr.insert(site.config().local_addr, id);
@@ -164,7 +183,7 @@ impl Sim {
         let stream = format!("stream-{id}");
         let r = self
             .conf
-            .add_peer_viewing(self.now, id, meeting, &stream, &offer, view);
+            .add_peer_with(self.now, id, meeting, &stream, &offer, setup);
         if r.is_err() {
             self.sites.remove(&id);
         }
@@ -330,6 +349,9 @@ impl Sim {
                             s.site.set_video_sending(on);
                         }
                         self.events.push((now, Event::SendVideo(peer, on)));
+                    }
+                    Output::UnheardSpeech { peer } => {
+                        self.events.push((now, Event::UnheardSpeech(peer)));
                     }
                 }
             }

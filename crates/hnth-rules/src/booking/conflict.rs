@@ -101,7 +101,7 @@ pub fn find_conflicts(
     let others = blocking_overlaps(candidate, existing);
     let mut conflicts: Vec<Conflict> = others
         .iter()
-        .flat_map(|b| site_conflicts(candidate, b))
+        .flat_map(|b| site_conflicts(candidate, b, settings.control_center_site))
         .collect();
     conflicts.extend(capacity_conflict(
         candidate,
@@ -146,7 +146,7 @@ pub fn plan_emergency(
     let mut others = blocking_overlaps(candidate, existing);
     let mut displaced = BTreeSet::new();
     for b in &others {
-        if let Some(conflict) = site_conflicts(candidate, b).next() {
+        if let Some(conflict) = site_conflicts(candidate, b, settings.control_center_site).next() {
             if b.emergency {
                 return Err(conflict.violation());
             }
@@ -215,12 +215,16 @@ fn blocking_overlaps<'a>(
         .collect()
 }
 
-/// One conflict per site shared by `candidate` and the overlapping booking `other`.
+/// One conflict per site shared by `candidate` and the overlapping booking `other`, but the
+/// control center's own site (`control_center`), which the capacity rule counts instead.
 fn site_conflicts<'a>(
     candidate: &BookingSlot,
     other: &'a BookingSlot,
+    control_center: Option<SiteId>,
 ) -> impl Iterator<Item = Conflict> + 'a {
-    let mine: BTreeSet<SiteId> = candidate.sites.iter().copied().collect();
+    let mine: BTreeSet<SiteId> = (candidate.sites.iter().copied())
+        .filter(|s| Some(*s) != control_center)
+        .collect();
     let shared: BTreeSet<SiteId> = other
         .sites
         .iter()
@@ -426,6 +430,44 @@ mod tests {
             ..Settings::default()
         };
         assert!(find_conflicts(&candidate, &existing, &three).is_empty());
+    }
+
+    /// Meetings hosted at the control center's own site do not conflict with each other site by
+    /// site: the capacity rule decides; its other sites still conflict.
+    #[test]
+    fn the_control_center_site_counts_by_capacity() {
+        let cc = 7;
+        let with_cc = Settings {
+            control_center_site: Some(cc),
+            ..Settings::default() // capacity 2
+        };
+        let candidate = slot(9, &[cc, 3], (8, 0), (10, 0));
+        let one = [slot(1, &[cc, 1], (8, 0), (10, 0))];
+        assert_eq!(
+            ids(&find_conflicts(&candidate, &one, &Settings::default())),
+            ["site 7 with #1"],
+            "without knowing the control center's site, as before"
+        );
+        assert!(find_conflicts(&candidate, &one, &with_cc).is_empty());
+        let two = [one[0].clone(), slot(2, &[cc, 2], (9, 0), (11, 0))];
+        assert_eq!(
+            ids(&find_conflicts(&candidate, &two, &with_cc)),
+            ["capacity 3 with [1, 2]"]
+        );
+        let shared = [slot(1, &[cc, 3], (8, 0), (10, 0))];
+        assert_eq!(
+            ids(&find_conflicts(&candidate, &shared, &with_cc)),
+            ["site 3 with #1"]
+        );
+        // An emergency at the control center displaces nothing for sharing it.
+        let e = BookingSlot {
+            emergency: true,
+            ..candidate.clone()
+        };
+        assert_eq!(
+            plan_emergency(&e, &one, &with_cc).unwrap().displaced,
+            Vec::<BookingId>::new()
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod workflow;
 pub use conflict::{
     displacement_violation, find_conflicts, plan_emergency, Conflict, EmergencyPlan,
 };
-pub use workflow::{transition, Action};
+pub use workflow::{check_approver, transition, Action};
 
 use crate::time::{format_datetime_vi, format_duration_en, format_duration_vi};
 use crate::{RuleId, Violation};
@@ -70,9 +70,17 @@ pub struct Settings {
     pub default_preparation: Duration,
     /// B3: how many meetings the control center can run at once.
     pub control_center_capacity: u32,
+    /// The control center's own site, if it is one of the registry's sites: every meeting runs
+    /// through it, so it does not conflict with itself site by site; the capacity rule counts its
+    /// meetings instead. Taken from the registry, not from the configuration file.
+    #[serde(skip)]
+    pub control_center_site: Option<SiteId>,
     /// P1: reminders sent this long before the preparation start.
     #[serde(rename = "reminder_minutes", with = "minutes::list")]
     pub reminders: Vec<Duration>,
+    /// Separation of duties (interpretation of A1, Art. 3): a booking is approved by someone
+    /// other than the account that registered it ([`workflow::check_approver`]).
+    pub separate_approval: bool,
 }
 
 impl Default for Settings {
@@ -82,7 +90,9 @@ impl Default for Settings {
             provider_notice: Duration::days(2),
             default_preparation: Duration::minutes(30),
             control_center_capacity: 2,
+            control_center_site: None,
             reminders: vec![Duration::days(1), Duration::hours(2)],
+            separate_approval: true,
         }
     }
 }

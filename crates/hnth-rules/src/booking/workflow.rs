@@ -8,9 +8,10 @@
 //! ```
 //!
 //! Rejected, Closed and Cancelled are final. Whenever the result is `Submitted` the caller runs
-//! [`super::check_submission`] and [`super::find_conflicts`] again.
+//! [`super::check_submission`] and [`super::find_conflicts`] again. Approving also asks
+//! [`check_approver`]: by default the registrant does not approve its own booking.
 
-use super::BookingStatus;
+use super::{BookingStatus, Settings};
 use crate::roles::Role;
 use crate::{RuleId, Violation};
 use serde::{Deserialize, Serialize};
@@ -148,10 +149,67 @@ pub fn transition(
     Ok(to)
 }
 
+/// Separation of duties, the interpretation of A1 (Art. 3) chosen for approvals: with
+/// `settings.separate_approval` (the default) the account that registered a booking
+/// (`registrant`, the database id of an account; `None` when unknown) does not approve it;
+/// another control-center account does.
+pub fn check_approver(
+    registrant: Option<i64>,
+    approver: i64,
+    settings: &Settings,
+) -> Result<(), Violation> {
+    if !settings.separate_approval || registrant != Some(approver) {
+        return Ok(());
+    }
+    let rule = RuleId::A1;
+    Err(Violation::new(
+        rule,
+        "self_approval",
+        format!(
+            "Whoever registered a booking may not approve it; another control-center account \
+             approves it, to separate the duties (setting booking.separate_approval; {}).",
+            rule.article_en()
+        ),
+        format!(
+            "Người đăng ký cuộc họp không được tự phê duyệt đăng ký của mình; việc phê duyệt do \
+             một cán bộ khác của Trung tâm điều khiển thực hiện để tách biệt nhiệm vụ ({}).",
+            rule.article_vi()
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use BookingStatus::*;
+
+    #[test]
+    fn registrant_approves_only_when_separation_is_off() {
+        let on = Settings::default();
+        assert!(on.separate_approval, "separation of duties is the default");
+        let off = Settings {
+            separate_approval: false,
+            ..Settings::default()
+        };
+        let cases = [
+            (Some(7), 7, &on, false),
+            (Some(7), 8, &on, true),
+            (None, 7, &on, true),
+            (Some(7), 7, &off, true),
+            (Some(7), 8, &off, true),
+        ];
+        for (registrant, approver, settings, ok) in cases {
+            let got = check_approver(registrant, approver, settings);
+            assert_eq!(got.is_ok(), ok, "{registrant:?} by {approver}");
+        }
+        let v = check_approver(Some(7), 7, &on).unwrap_err();
+        assert_eq!((v.rule, v.code), (RuleId::A1, "self_approval"));
+        assert!(
+            v.vi.contains("tự phê duyệt") && v.vi.ends_with("tách biệt nhiệm vụ (Điều 3)."),
+            "{}",
+            v.vi
+        );
+    }
 
     fn reject(reason: &str) -> Action {
         Action::Reject {
