@@ -13,8 +13,118 @@ pub struct Settings {
     pub storage: Storage,
     pub security: Security,
     pub mail: Mail,
+    /// The province that runs this server (required by `hnth serve`; the demo's is Bạc Liêu).
+    pub province: Province,
     /// Art. 5 and 6 figures: lead time, provider notice, preparation, capacity, reminders.
     pub booking: hnth_rules::booking::Settings,
+    /// Art. 7: how meetings run (the floor, the frame, opening at the preparation time) and
+    /// when the console colours a site's link.
+    pub meeting: MeetingSettings,
+}
+
+/// `[meeting]`: how meetings run (Art. 6, 7), visible to administrators on the console.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeetingSettings {
+    /// C4: the chair's site is heard without being given the floor.
+    pub chair_always_heard: bool,
+    /// C1, P3: the frame a meeting starts with (`1x1`, `2x2`, `3x3`, `4x4`, `1+5`, `1+7`,
+    /// `2+8`, `1+12`, `speaker`, `lecture`).
+    pub layout: hnth_rules::meeting::Layout,
+    /// P1: at an approved booking's preparation time, its meeting opens and its sites are
+    /// connected by themselves (otherwise the console offers to open it).
+    pub auto_connect: bool,
+    /// C2: a site's link is shown amber from the first figure and red from the second:
+    /// round-trip time (ms), loss (%), jitter (ms).
+    pub rtt_warn_ms: f64,
+    pub rtt_alarm_ms: f64,
+    pub loss_warn_percent: f64,
+    pub loss_alarm_percent: f64,
+    pub jitter_warn_ms: f64,
+    pub jitter_alarm_ms: f64,
+}
+
+impl Default for MeetingSettings {
+    fn default() -> Self {
+        MeetingSettings {
+            chair_always_heard: true,
+            layout: hnth_rules::meeting::Layout::Speaker,
+            auto_connect: false,
+            rtt_warn_ms: 150.0,
+            rtt_alarm_ms: 400.0,
+            loss_warn_percent: 1.0,
+            loss_alarm_percent: 5.0,
+            jitter_warn_ms: 30.0,
+            jitter_alarm_ms: 60.0,
+        }
+    }
+}
+
+/// The province that runs the server: named in every page's header and on the invitation
+/// letter (B4). No default: each province writes its own, and `hnth serve` refuses to start
+/// without them.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Province {
+    /// As the pages' header names it, e.g. "Tỉnh Bạc Liêu".
+    pub name: String,
+    /// Its People's Committee office, which confirms registrations, e.g. "Văn phòng UBND tỉnh
+    /// Bạc Liêu" (the letter's text and its recipients).
+    pub office: String,
+    /// Where letters are dated, e.g. "Bạc Liêu": "Bạc Liêu, ngày 05 tháng 3 năm 2026".
+    pub place: String,
+    /// The decision that issued the province's regulation of the system, cited by the letter,
+    /// e.g. "Quyết định số 561/QĐ-UBND ngày 15/4/2014 của Chủ tịch UBND tỉnh Bạc Liêu".
+    /// Optional: without it the letter cites "the Regulation" alone.
+    pub regulation: String,
+}
+
+impl Province {
+    /// The settings that are missing, by their keys.
+    pub fn missing(&self) -> Vec<&'static str> {
+        [
+            ("province.name", &self.name),
+            ("province.office", &self.office),
+            ("province.place", &self.place),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.trim().is_empty())
+        .map(|(k, _)| k)
+        .collect()
+    }
+
+    /// `hnth serve` runs only for a named province: one line for the operator otherwise.
+    pub fn require(&self) -> anyhow::Result<()> {
+        let missing = self.missing();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "settings: {} not set: give the province in the settings file (--config), e.g. \
+             [province] name = \"Tỉnh …\", office = \"Văn phòng UBND tỉnh …\", place = \"…\" \
+             (docs/install.md)",
+            missing.join(", ")
+        )
+    }
+
+    /// Fill what is not set from `other` (the demo's province).
+    /// The decision of the regulation comes with the province's name: another province's
+    /// settings do not cite Bạc Liêu's.
+    pub fn or(mut self, other: &Province) -> Province {
+        if self.name.trim().is_empty() && self.regulation.trim().is_empty() {
+            self.regulation.clone_from(&other.regulation);
+        }
+        for (mine, theirs) in [
+            (&mut self.name, &other.name),
+            (&mut self.office, &other.office),
+            (&mut self.place, &other.place),
+        ] {
+            if mine.trim().is_empty() {
+                mine.clone_from(theirs);
+            }
+        }
+        self
+    }
 }
 
 /// Outgoing e-mail (notices B2, P1; alerts B5).
@@ -48,7 +158,7 @@ impl Default for Mail {
             smtp_security: SmtpSecurity::None,
             smtp_username: None,
             smtp_password: None,
-            from: "HNTH Bạc Liêu <hnth@localhost>".into(),
+            from: "HNTH <hnth@localhost>".into(),
         }
     }
 }
@@ -199,6 +309,19 @@ impl Settings {
                         s.media.view_size
                     );
                 }
+                let m = &s.meeting;
+                for (key, warn, alarm) in [
+                    ("rtt", m.rtt_warn_ms, m.rtt_alarm_ms),
+                    ("loss", m.loss_warn_percent, m.loss_alarm_percent),
+                    ("jitter", m.jitter_warn_ms, m.jitter_alarm_ms),
+                ] {
+                    if !(warn >= 0.0 && alarm >= warn && alarm.is_finite()) {
+                        anyhow::bail!(
+                            "settings file {}: meeting.{key}_warn must be 0 or more and meeting.{key}_alarm at least as high, not {warn} and {alarm}",
+                            p.display()
+                        );
+                    }
+                }
                 Ok(s)
             }
             None => Ok(Settings::default()),
@@ -270,7 +393,90 @@ mod tests {
     }
 
     #[test]
+    fn province() {
+        let s: Settings = toml::from_str(
+            "[province]\nname = \"Tỉnh Cà Mau\"\noffice = \"Văn phòng UBND tỉnh Cà Mau\"\nplace = \"Cà Mau\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.province,
+            Province {
+                name: "Tỉnh Cà Mau".into(),
+                office: "Văn phòng UBND tỉnh Cà Mau".into(),
+                place: "Cà Mau".into(),
+                regulation: String::new(),
+            }
+        );
+        assert!(s.province.require().is_ok());
+        // Nothing is assumed: without the settings, `hnth serve` says which are missing.
+        let none = Settings::default().province;
+        let e = none.require().unwrap_err().to_string();
+        assert!(
+            e.contains("province.name, province.office, province.place not set"),
+            "{e}"
+        );
+        let partial: Settings =
+            toml::from_str("[province]\nplace = \"Cà Mau\"\nname = \" \"\n").unwrap();
+        assert_eq!(
+            partial.province.missing(),
+            ["province.name", "province.office"]
+        );
+        assert!(toml::from_str::<Settings>("[province]\ncity = \"Cà Mau\"\n").is_err());
+        // The demo's fills only what is not set.
+        let demo = Province {
+            name: "Tỉnh Bạc Liêu".into(),
+            office: "Văn phòng UBND tỉnh Bạc Liêu".into(),
+            place: "Bạc Liêu".into(),
+            regulation: "Quyết định số 561/QĐ-UBND".into(),
+        };
+        let mixed = partial.province.or(&demo);
+        assert_eq!(
+            (
+                mixed.name.as_str(),
+                mixed.office.as_str(),
+                mixed.place.as_str()
+            ),
+            ("Tỉnh Bạc Liêu", "Văn phòng UBND tỉnh Bạc Liêu", "Cà Mau")
+        );
+        assert_eq!(mixed.regulation, "Quyết định số 561/QĐ-UBND");
+        let own = Province {
+            name: "Tỉnh Cà Mau".into(),
+            ..Province::default()
+        };
+        assert_eq!(
+            own.or(&demo).regulation,
+            "",
+            "Bạc Liêu's decision on another province's letter"
+        );
+    }
+
+    #[test]
+    fn separate_approval_is_on_unless_turned_off() {
+        let read = |t: &str| toml::from_str::<Settings>(t).map(|s| s.booking.separate_approval);
+        assert!(read("").unwrap());
+        assert!(read("[booking]\nlead_time_minutes = 7200\n").unwrap());
+        assert!(!read("[booking]\nseparate_approval = false\n").unwrap());
+        assert!(read("[booking]\nseparate_approval = \"no\"\n").is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<Settings>("[http]\nbnd = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn meeting_settings_are_read_and_checked() {
+        let read = |text: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("hnth.toml");
+            std::fs::write(&p, text).unwrap();
+            Settings::load(Some(&p)).map(|s| s.meeting)
+        };
+        let m = read("[meeting]\nlayout = \"1+7\"\nauto_connect = true\n").unwrap();
+        assert_eq!(m.layout, hnth_rules::meeting::Layout::OnePlus7);
+        assert!(m.auto_connect && m.chair_always_heard);
+        assert!(read("[meeting]\nlayout = \"5x5\"\n").is_err());
+        assert!(read("[meeting]\nrtt_warn_ms = 500\nrtt_alarm_ms = 100\n").is_err());
+        assert!(read("[meeting]\nloss_warn_percent = -1\n").is_err());
     }
 }

@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use hnth_rules::roles::Role;
-use sqlx::SqlitePool;
 
-use crate::auth;
+use crate::services::accounts;
+use crate::store::{self, Db, Tx};
 
 /// (code, site name, unit name, unit kind)
 pub const SITES: &[(&str, &str, &str, &str)] = &[
@@ -66,6 +66,17 @@ pub const SITES: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
+/// The demo's province, for what the settings do not give (`[province]`).
+pub fn province() -> crate::config::Province {
+    crate::config::Province {
+        name: "Tỉnh Bạc Liêu".into(),
+        office: "Văn phòng UBND tỉnh Bạc Liêu".into(),
+        place: "Bạc Liêu".into(),
+        regulation: "Quyết định số 561/QĐ-UBND ngày 15/4/2014 của Chủ tịch UBND tỉnh Bạc Liêu"
+            .into(),
+    }
+}
+
 const ROOM_RULES: &str = "Giữ trật tự, tắt chuông điện thoại trong suốt cuộc họp.\n\
 Không di chuyển thiết bị, không tự ý thay đổi tham số cấu hình.\n\
 Không chạm tay hoặc xoay camera bằng tay.\n\
@@ -77,83 +88,101 @@ pub struct Login {
     pub site: Option<String>,
 }
 
-/// Load the demo province into an empty database. Returns the logins, or None if the database
-/// already holds sites (a demo started before: its accounts are kept as they are).
-pub async fn seed(db: &SqlitePool, password: &str) -> anyhow::Result<Option<Vec<Login>>> {
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sites")
-        .fetch_one(db)
-        .await?;
-    if count > 0 {
+/// A new account of the demo, its password hashed (each with its own salt).
+async fn account(
+    tx: &mut Tx<'_>,
+    username: &str,
+    display_name: &str,
+    password: &str,
+    role: Role,
+    site_id: Option<i64>,
+    unit_id: Option<i64>,
+) -> anyhow::Result<i64> {
+    let hash = accounts::hash_password(password);
+    let new = store::accounts::NewAccount {
+        username,
+        display_name,
+        password_hash: &hash,
+        role,
+        site_id,
+        unit_id,
+    };
+    Ok(store::accounts::insert(tx, &new).await?)
+}
+
+/// Load the demo province into an empty database, in one transaction. Returns the logins, or
+/// None if the database already holds sites (a demo started before: its accounts are kept as
+/// they are).
+pub async fn seed(db: &Db, password: &str) -> anyhow::Result<Option<Vec<Login>>> {
+    if !store::demo::has_no_site(db).await? {
         return Ok(None);
     }
+    accounts::check_password_strength(password)?;
     let mut logins = Vec::new();
-    let mut tx = db.begin().await?;
+    let mut tx = store::begin_write(db).await?;
+    let mut cc_unit = None;
+    let mut sites = Vec::new();
     for (code, site, unit, kind) in SITES {
-        let unit_id = sqlx::query("INSERT INTO units (code, name, kind) VALUES (?,?,?)")
-            .bind(code)
-            .bind(unit)
-            .bind(kind)
-            .execute(&mut *tx)
-            .await?
-            .last_insert_rowid();
-        sqlx::query(
-            "INSERT INTO sites (code, name, unit_id, room, room_rules, is_control_center) VALUES (?,?,?,?,?,?)",
+        let unit_id = store::registry::insert_unit(&mut tx, code, unit, kind).await?;
+        let is_control_center = *code == "ttdk";
+        let id = store::demo::insert_site(
+            &mut tx,
+            &store::demo::NewSite {
+                code,
+                name: site,
+                unit_id,
+                room: "Phòng họp trực tuyến",
+                room_rules: ROOM_RULES,
+                is_control_center,
+            },
         )
-        .bind(code)
-        .bind(site)
-        .bind(unit_id)
-        .bind("Phòng họp trực tuyến")
-        .bind(ROOM_RULES)
-        .bind(*code == "ttdk")
-        .execute(&mut *tx)
         .await?;
+        if is_control_center {
+            cc_unit = Some(unit_id);
+        } else {
+            sites.push((id, *code, *site));
+        }
     }
-    sqlx::query(
-        "INSERT INTO units (code, name, kind) VALUES ('vnpt', 'VNPT Bạc Liêu', 'line_provider')",
+    let vnpt =
+        store::registry::insert_unit(&mut tx, "vnpt", "VNPT Bạc Liêu", "line_provider").await?;
+    let dept = store::registry::insert_unit(
+        &mut tx,
+        "so-tttt",
+        "Sở Thông tin và Truyền thông",
+        "department",
     )
-    .execute(&mut *tx)
     .await?;
-    let dept = sqlx::query("INSERT INTO units (code, name, kind) VALUES ('so-tttt', 'Sở Thông tin và Truyền thông', 'department')")
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
-    tx.commit().await?;
-
-    let cc_unit: (i64,) = sqlx::query_as("SELECT unit_id FROM sites WHERE code = 'ttdk'")
-        .fetch_one(db)
-        .await?;
-    auth::create_account(
-        db,
-        "quantri",
-        "Quản trị hệ thống",
+    for (username, name, role) in [
+        ("quantri", "Quản trị hệ thống", Role::Admin),
+        ("dieuhanh", "Cán bộ điều hành", Role::Operator),
+    ] {
+        account(&mut tx, username, name, password, role, None, cc_unit).await?;
+        logins.push(Login {
+            username: username.into(),
+            role: role.as_str(),
+            site: None,
+        });
+    }
+    // The chair of the meetings held at the control center (the People's Committee's
+    // leadership): the chair's view, /chair.
+    let cc_site = store::demo::site_id(&mut tx, "ttdk").await?;
+    account(
+        &mut tx,
+        "chutri",
+        "Chủ trì cuộc họp – UBND tỉnh",
         password,
-        Role::Admin,
-        None,
-        Some(cc_unit.0),
+        Role::Chair,
+        cc_site,
+        cc_unit,
     )
     .await?;
     logins.push(Login {
-        username: "quantri".into(),
-        role: "admin",
+        username: "chutri".into(),
+        role: "chair",
         site: None,
     });
-    auth::create_account(
-        db,
-        "dieuhanh",
-        "Cán bộ điều hành",
-        password,
-        Role::Operator,
-        None,
-        Some(cc_unit.0),
-    )
-    .await?;
-    logins.push(Login {
-        username: "dieuhanh".into(),
-        role: "operator",
-        site: None,
-    });
-    auth::create_account(
-        db,
+    account(
+        &mut tx,
         "so-tttt",
         "Cán bộ Sở Thông tin và Truyền thông",
         password,
@@ -167,43 +196,45 @@ pub async fn seed(db: &SqlitePool, password: &str) -> anyhow::Result<Option<Vec<
         role: "organizer",
         site: None,
     });
-    let sites: Vec<(i64, String, String)> =
-        sqlx::query_as("SELECT id, code, name FROM sites WHERE is_control_center = 0 ORDER BY id")
-            .fetch_all(db)
-            .await?;
     // S3: one or two technicians per site; Hòa Bình's second one is not trained yet, and
     // Đông Hải has none, so that the roster shows its flags.
     for (i, (id, code, _)) in sites.iter().enumerate() {
-        let people: &[(&str, bool)] = match code.as_str() {
+        let people: &[(&str, bool)] = match *code {
             "dong-hai" => &[],
             "hoa-binh" => &[("Nguyễn Văn Bình", true), ("Trần Thị Hòa", false)],
             _ => &[("Lê Văn Kỹ", true)],
         };
         for (j, (name, trained)) in people.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO technicians (site_id, name, unit, phone, email, trained, trained_on) VALUES (?,?,?,?,?,?,?)",
+            store::registry::insert_technician(
+                &mut tx,
+                *id,
+                &store::registry::TechnicianFields {
+                    name,
+                    unit: "Văn phòng HĐND và UBND",
+                    phone: &format!("0291 38{:02}{:03}", i, j + 100),
+                    email: &format!("kythuat{}.{code}@hnth.local", j + 1),
+                    trained: *trained,
+                    trained_on: if *trained { "15/04/2014" } else { "" },
+                },
             )
-            .bind(id)
-            .bind(name)
-            .bind("Văn phòng HĐND và UBND")
-            .bind(format!("0291 38{:02}{:03}", i, j + 100))
-            .bind(format!("kythuat{}.{code}@hnth.local", j + 1))
-            .bind(*trained)
-            .bind(if *trained { "15/04/2014" } else { "" })
-            .execute(db)
             .await?;
         }
     }
-    sqlx::query(
-        "INSERT INTO provider_contacts (unit_id, name, phone, email, on_duty) \
-         SELECT id, 'Phạm Văn Trực', '0291 3822 222', 'truc.kythuat@vnpt.hnth.local', 1 FROM units WHERE code = 'vnpt'",
+    store::registry::insert_provider_contact(
+        &mut tx,
+        &store::registry::ContactFields {
+            unit_id: vnpt,
+            name: "Phạm Văn Trực",
+            phone: "0291 3822 222",
+            email: "truc.kythuat@vnpt.hnth.local",
+            on_duty: true,
+        },
     )
-    .execute(db)
     .await?;
     for (id, code, name) in sites {
         let user = format!("dc-{code}");
-        auth::create_account(
-            db,
+        account(
+            &mut tx,
             &user,
             &format!("Thiết bị điểm cầu {name}"),
             password,
@@ -215,9 +246,10 @@ pub async fn seed(db: &SqlitePool, password: &str) -> anyhow::Result<Option<Vec<
         logins.push(Login {
             username: user,
             role: "site_device",
-            site: Some(name),
+            site: Some(name.to_string()),
         });
     }
+    tx.commit().await?;
     Ok(Some(logins))
 }
 
@@ -225,54 +257,47 @@ pub async fn seed(db: &SqlitePool, password: &str) -> anyhow::Result<Option<Vec<
 /// accounts `dc-bench-001` …, all of one unit. Adds only the ones missing, so a restart with a
 /// larger N grows the set. The password is hashed once (argon2id) and that hash is stored for
 /// every bench account: hashing hundreds of times would only slow the start.
-pub async fn seed_bench_sites(db: &SqlitePool, password: &str, n: usize) -> anyhow::Result<usize> {
+pub async fn seed_bench_sites(db: &Db, password: &str, n: usize) -> anyhow::Result<usize> {
     if n == 0 {
         return Ok(0);
     }
-    auth::check_password_strength(password)?;
-    let hash = auth::hash_password(password);
-    let mut tx = db.begin().await?;
-    let unit: Option<(i64,)> = sqlx::query_as("SELECT id FROM units WHERE code = 'bench'")
-        .fetch_optional(&mut *tx)
-        .await?;
-    let unit_id = match unit {
-        Some((id,)) => id,
-        None => sqlx::query(
-            "INSERT INTO units (code, name, kind) VALUES ('bench', 'Đơn vị thử tải', 'district')",
-        )
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid(),
+    accounts::check_password_strength(password)?;
+    let hash = accounts::hash_password(password);
+    let mut tx = store::begin_write(db).await?;
+    let unit_id = match store::demo::unit_id(&mut tx, "bench").await? {
+        Some(id) => id,
+        None => {
+            store::registry::insert_unit(&mut tx, "bench", "Đơn vị thử tải", "district").await?
+        }
     };
     let mut added = 0;
     for i in 1..=n {
         let code = format!("bench-{i:03}");
-        let exists: Option<(i64,)> = sqlx::query_as("SELECT id FROM sites WHERE code = ?")
-            .bind(&code)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_some() {
+        if store::demo::site_id(&mut tx, &code).await?.is_some() {
             continue;
         }
         let name = format!("Điểm cầu thử tải {i:03}");
-        let site_id = sqlx::query("INSERT INTO sites (code, name, unit_id, room) VALUES (?,?,?,?)")
-            .bind(&code)
-            .bind(&name)
-            .bind(unit_id)
-            .bind("Phòng thử tải")
-            .execute(&mut *tx)
-            .await?
-            .last_insert_rowid();
-        auth::insert_account(
-            &mut *tx,
-            &format!("dc-{code}"),
-            &format!("Thiết bị điểm cầu {name}"),
-            &hash,
-            Role::SiteDevice,
-            Some(site_id),
-            None,
+        let site_id = store::demo::insert_site(
+            &mut tx,
+            &store::demo::NewSite {
+                code: &code,
+                name: &name,
+                unit_id,
+                room: "Phòng thử tải",
+                room_rules: "",
+                is_control_center: false,
+            },
         )
         .await?;
+        let new = store::accounts::NewAccount {
+            username: &format!("dc-{code}"),
+            display_name: &format!("Thiết bị điểm cầu {name}"),
+            password_hash: &hash,
+            role: Role::SiteDevice,
+            site_id: Some(site_id),
+            unit_id: None,
+        };
+        store::accounts::insert(&mut tx, &new).await?;
         added += 1;
     }
     tx.commit().await?;
@@ -290,7 +315,7 @@ pub fn password(data_dir: &Path, given: Option<&str>) -> anyhow::Result<String> 
         return Ok(p.trim().to_string());
     }
     std::fs::create_dir_all(data_dir)?;
-    let p = format!("demo-{}", &auth::random_token()[..10]);
+    let p = format!("demo-{}", &accounts::random_token()[..10]);
     std::fs::write(&file, &p)?;
     #[cfg(unix)]
     {
@@ -298,4 +323,69 @@ pub fn password(data_dir: &Path, given: Option<&str>) -> anyhow::Result<String> 
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(p)
+}
+
+/// The demo's meeting of the day: if no booking may be opened today, a briefing of the
+/// control center with every site, approved, preparing from now (rounded down to five minutes)
+/// and starting 30 minutes later, so that the console has a booking to open (B4). Its id, if
+/// one was added.
+pub async fn booking_of_the_day(
+    db: &Db,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Option<i64>> {
+    if !crate::services::meetings::bookings_of_the_day(db, now)
+        .await?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let mut tx = store::begin_write(db).await?;
+    let Some((cc, cc_unit)) = store::registry::control_center(&mut tx).await? else {
+        return Ok(None);
+    };
+    let organizer = store::accounts::id_by_username(db, "so-tttt").await?;
+    let approver = store::accounts::id_by_username(db, "quantri").await?;
+    let (Some(organizer), Some(approver)) = (organizer, approver) else {
+        return Ok(None);
+    };
+    let prep = now.timestamp() - now.timestamp().rem_euclid(300);
+    let fields = store::bookings::Fields {
+        title: "Giao ban trực tuyến UBND tỉnh với các huyện, thị xã, thành phố".into(),
+        kind: hnth_rules::booking::BookingKind::GiaoBan,
+        host_unit_id: cc_unit,
+        chair: "Chủ tịch UBND tỉnh".into(),
+        host_site_id: cc,
+        preparation_start: prep,
+        official_start: prep + 30 * 60,
+        official_end: prep + 3 * 3600,
+        emergency: false,
+        notice_number: "125/VP-HCTC".into(),
+        notice_date: String::new(),
+    };
+    let id = store::bookings::insert(
+        &mut tx,
+        &fields,
+        hnth_rules::booking::BookingStatus::Submitted,
+        organizer,
+        now.timestamp(),
+    )
+    .await?;
+    let sites: Vec<i64> = store::registry::sites(db)
+        .await?
+        .iter()
+        .filter(|s| !s.code.starts_with("bench-"))
+        .map(|s| s.id)
+        .collect();
+    store::bookings::replace_sites(&mut tx, id, &sites).await?;
+    store::bookings::set_status(
+        &mut tx,
+        id,
+        hnth_rules::booking::BookingStatus::Approved,
+        None,
+        approver,
+        now.timestamp(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(id))
 }

@@ -1,21 +1,11 @@
 //! `hnth`: the one server binary a province runs on its own box.
 
-mod accounts;
-mod auth;
-mod bookings;
-mod calendar;
 mod config;
-mod costs;
-mod db;
-mod delay;
 mod demo;
-mod driver;
-mod mail;
-mod registry;
-mod signaling;
-mod sim;
+mod live;
+mod services;
+mod store;
 mod tls;
-mod udp_batch;
 mod web;
 
 /// mimalloc instead of glibc's allocator: glibc's per-thread arenas keep the memory of every
@@ -154,6 +144,7 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(a) => {
             a.apply(&mut settings);
+            settings.province.require()?;
             rt.block_on(serve(settings, None, Vec::new()))
         }
         Command::Demo {
@@ -163,8 +154,9 @@ fn run() -> anyhow::Result<()> {
             simulated_sites,
         } => {
             a.apply(&mut settings);
+            settings.province = settings.province.or(&demo::province());
             let simulated = match simulated_sites {
-                Some(arg) => sim::parse_selection(&arg)?,
+                Some(arg) => live::sim::parse_selection(&arg)?,
                 None => Vec::new(),
             };
             rt.block_on(serve(
@@ -229,12 +221,12 @@ async fn user(cmd: UserCmd, mut settings: Settings) -> anyhow::Result<()> {
             if let Some(d) = data_dir {
                 settings.storage.data_dir = d;
             }
-            let db = db::open(&settings.db_path()).await?;
+            let db = store::open(&settings.db_path()).await?;
             let role =
                 Role::parse(&role).ok_or_else(|| anyhow::anyhow!("unknown role '{role}'"))?;
             let site_id = match site {
                 Some(code) => Some(
-                    db::sites(&db)
+                    store::registry::sites(&db)
                         .await?
                         .into_iter()
                         .find(|s| s.code == code)
@@ -245,40 +237,26 @@ async fn user(cmd: UserCmd, mut settings: Settings) -> anyhow::Result<()> {
             };
             eprintln!("Password for {username} (one line on standard input):");
             let pw = read_password()?;
-            let id = auth::create_account(&db, &username, &name, &pw, role, site_id, None).await?;
-            db::audit(&db, db::AuditEntry {
-                actor_id: None,
-                actor: "hnth user add",
-                action: "create_account",
-                entity: "account",
-                entity_id: id.to_string(),
-                before: None,
-                after: Some(serde_json::json!({"username": username, "role": role.as_str(), "site_id": site_id})),
-            })
-            .await?;
+            let new = services::accounts::NewAccount {
+                username: &username,
+                display_name: &name,
+                password: &pw,
+                role: role.as_str(),
+                site_id,
+                unit_id: None,
+            };
+            services::accounts::create(&db, services::accounts::By::Tool("hnth user add"), &new)
+                .await?;
             println!("account {username} created ({})", role.label_en());
         }
         UserCmd::Password { username, data_dir } => {
             if let Some(d) = data_dir {
                 settings.storage.data_dir = d;
             }
-            let db = db::open(&settings.db_path()).await?;
+            let db = store::open(&settings.db_path()).await?;
             eprintln!("New password for {username} (one line on standard input):");
             let pw = read_password()?;
-            auth::set_password(&db, &username, &pw).await?;
-            db::audit(
-                &db,
-                db::AuditEntry {
-                    actor_id: None,
-                    actor: "hnth user password",
-                    action: "reset_password",
-                    entity: "account",
-                    entity_id: username.clone(),
-                    before: None,
-                    after: None,
-                },
-            )
-            .await?;
+            services::accounts::reset_password(&db, "hnth user password", &username, &pw).await?;
             println!("password of {username} changed; its sessions were closed");
         }
     }
@@ -296,7 +274,8 @@ async fn serve(
     demo: Option<Demo>,
     simulated: Vec<String>,
 ) -> anyhow::Result<()> {
-    let db = db::open(&settings.db_path()).await?;
+    web::set_province(&settings.province.name);
+    let db = store::open(&settings.db_path()).await?;
     let mut demo_logins = None;
     let mut demo_password = None;
     let mut bench_sites = 0;
@@ -304,6 +283,9 @@ async fn serve(
         let pw = demo::password(&settings.storage.data_dir, d.password.as_deref())?;
         if let Some(logins) = demo::seed(&db, &pw).await? {
             demo_logins = Some(logins);
+        }
+        if let Some(id) = demo::booking_of_the_day(&db, chrono::Utc::now()).await? {
+            tracing::info!(booking = id, "the demo's meeting of the day was booked");
         }
         let added = demo::seed_bench_sites(&db, &pw, d.bench_sites).await?;
         if added > 0 {
@@ -316,7 +298,7 @@ async fn serve(
     // Media: worker threads, one UDP port each (media.bind's port and the next ones).
     let announce = settings.announce_ip()?;
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
-    let workers = driver::start_workers(
+    let workers = live::driver::start_workers(
         settings.media.bind,
         announce,
         settings.media_workers(),
@@ -337,15 +319,15 @@ async fn serve(
         .collect();
 
     // Live meetings do not survive a restart: record the ones that were open as closed now.
-    sqlx::query("UPDATE meetings SET closed_at = ? WHERE closed_at IS NULL")
-        .bind(db::now())
-        .execute(&db)
-        .await?;
-    sqlx::query("UPDATE meeting_sites SET disconnected_at = ? WHERE disconnected_at IS NULL")
-        .bind(db::now())
-        .execute(&db)
-        .await?;
-    let hub = signaling::Hub::new(db.clone(), workers.router).await?;
+    store::meetings::close_all_open(&db, store::now()).await?;
+    let outbox: services::mail::Outbox = Default::default();
+    let hub = live::signaling::Hub::new(
+        db.clone(),
+        workers.router,
+        outbox.clone(),
+        settings.meeting.clone(),
+    )
+    .await?;
     let h = hub.clone();
     tokio::spawn(async move {
         while let Some(ev) = ev_rx.recv().await {
@@ -355,9 +337,15 @@ async fn serve(
     let h = hub.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut n: u64 = 0;
         loop {
             tick.tick().await;
             h.broadcast_stats();
+            // The consoles' list of the day's bookings (and opening at the preparation time).
+            if n.is_multiple_of(20) {
+                h.refresh_bookings().await;
+            }
+            n += 1;
         }
     });
 
@@ -365,12 +353,15 @@ async fn serve(
     let simulated_names = if simulated.is_empty() {
         Vec::new()
     } else {
-        let route = sim::MediaRoute::new(media_bound, media_addr);
-        sim::start(hub.clone(), &db, &simulated, route).await?
+        let route = live::sim::MediaRoute::new(media_bound, media_addr);
+        live::sim::start(hub.clone(), &db, &simulated, route).await?
     };
 
-    let outbox: mail::Outbox = Default::default();
-    tokio::spawn(mail::run(db.clone(), settings.mail.clone(), outbox.clone()));
+    tokio::spawn(services::mail::run(
+        db.clone(),
+        settings.mail.clone(),
+        outbox.clone(),
+    ));
 
     let tls = tls::load(&settings).await?;
     let state = web::AppState {
@@ -411,13 +402,20 @@ async fn serve(
     }
     println!("  Control-center console: {base}/console");
     println!("  Site app (one per meeting room): {base}/site");
+    println!("  Chair's view (the chair of a meeting): {base}/chair");
     if let Some(pw) = &demo_password {
         println!("Demo logins (password for all: {pw}):");
         let accounts: Vec<(String, String)> = match &demo_logins {
-            Some(l) => l.iter().map(|l| (l.username.clone(), l.site.clone().unwrap_or_else(|| l.role.to_string()))).collect(),
-            None => sqlx::query_as("SELECT a.username, COALESCE(s.name, a.role) FROM accounts a LEFT JOIN sites s ON s.id = a.site_id ORDER BY a.id")
-                .fetch_all(&db)
-                .await?,
+            Some(l) => l
+                .iter()
+                .map(|l| {
+                    (
+                        l.username.clone(),
+                        l.site.clone().unwrap_or_else(|| l.role.to_string()),
+                    )
+                })
+                .collect(),
+            None => store::accounts::usernames_with_site(&db).await?,
         };
         for (u, what) in accounts.iter().filter(|(u, _)| !u.starts_with("dc-bench-")) {
             println!("  {u:<16} {what}");

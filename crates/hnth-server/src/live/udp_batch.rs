@@ -9,6 +9,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -99,11 +100,21 @@ impl RecvBatch {
         self.stamps[..self.count].iter().flatten().copied()
     }
 
-    /// The datagrams of the last `recv`, with their source addresses.
-    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
-        (0..self.count).filter_map(|i| {
+    /// The datagrams of the last `recv` with the monotonic time each arrived: the kernel's
+    /// stamp where there is one, else `now` (the realtime stamp is moved onto the monotonic
+    /// clock through the pair `now`, `now_realtime` read together).
+    pub fn datagrams_at(
+        &self,
+        now: Instant,
+        now_realtime: Duration,
+    ) -> impl Iterator<Item = (Instant, SocketAddr, &[u8])> {
+        (0..self.count).filter_map(move |i| {
             let addr = from_storage(&self.addrs[i])?;
-            Some((addr, &self.bufs[i][..self.lens[i].min(MAX_DATAGRAM)]))
+            let at = self.stamps[i].map_or(now, |t| {
+                now.checked_sub(now_realtime.saturating_sub(t))
+                    .unwrap_or(now)
+            });
+            Some((at, addr, &self.bufs[i][..self.lens[i].min(MAX_DATAGRAM)]))
         })
     }
 }
@@ -274,7 +285,9 @@ mod tests {
             b.readable().await.unwrap();
             match batch.recv(&b) {
                 Ok(_) => {
-                    for (from, data) in batch.datagrams() {
+                    let now = std::time::Instant::now();
+                    for (at, from, data) in batch.datagrams_at(now, hnth_net::realtime()) {
+                        assert_eq!(at, now, "not stamped: the time it is handled");
                         assert_eq!(from, a.local_addr().unwrap());
                         got.push(data.to_vec());
                     }
@@ -317,14 +330,28 @@ mod tests {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap();
             let got: Vec<_> = batch.arrivals().collect();
+            // Handled a while after it arrived: the stamp, moved onto the monotonic clock, is
+            // that much earlier than the time it is handled.
+            let late = Duration::from_millis(300);
+            let now = std::time::Instant::now() + late;
+            let at: Vec<Instant> = batch
+                .datagrams_at(now, hnth_net::realtime() + late)
+                .map(|d| d.0)
+                .collect();
             if stamped {
                 assert_eq!(got.len(), 1);
                 assert!(
                     got[0] >= before && got[0] <= after,
                     "{got:?} not in {before:?}..{after:?}"
                 );
+                assert!(
+                    now - at[0] >= late,
+                    "arrived {:?} before handled",
+                    now - at[0]
+                );
             } else {
                 assert!(got.is_empty(), "{got:?}");
+                assert_eq!(at, vec![now]);
             }
         }
     }

@@ -1,9 +1,23 @@
 //! HTTP: the server-rendered pages, the JSON login, the WebSocket upgrade and embedded assets.
+//!
+//! **Invariant:** no SQL here; pages read and write through the store and the services.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+pub mod accounts;
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod bookings;
+pub mod calendar;
+pub mod costs;
+mod error;
+mod lang;
+pub mod numbers;
+pub mod registry;
+mod state;
 
-use axum::extract::{Query, State, WebSocketUpgrade};
+use std::sync::LazyLock;
+
+use axum::extract::{State, WebSocketUpgrade};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -13,148 +27,87 @@ use hnth_rules::roles::{Action, Role};
 use minijinja::{context, Environment};
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::SqlitePool;
 
-use crate::auth::{self, CurrentUser, LoginError, SESSION_COOKIE};
-use crate::config::Settings;
-use crate::db;
-use crate::signaling::Hub;
+pub use self::error::AppError;
+pub use self::lang::Lang;
+pub use self::state::AppState;
 
-#[derive(Clone)]
-pub struct AppState {
-    pub db: SqlitePool,
-    pub hub: Arc<Hub>,
-    pub settings: Arc<Settings>,
-    pub secure_cookies: bool,
-    /// Wakes the e-mail sender after notices were queued.
-    pub outbox: crate::mail::Outbox,
-    /// The delay the media workers add (`/metrics`).
-    pub media_delay: Arc<crate::delay::MediaDelays>,
-}
-
-/// One error type for every handler.
-#[derive(Debug)]
-pub enum AppError {
-    Unauthenticated,
-    Forbidden(Lang),
-    Csrf(Lang),
-    Internal(String),
-}
-
-impl<E: std::fmt::Display> From<E> for AppError {
-    fn from(e: E) -> Self {
-        AppError::Internal(e.to_string())
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        match self {
-            AppError::Unauthenticated => (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"error": "unauthenticated", "message": "log in first"})),
-            )
-                .into_response(),
-            AppError::Forbidden(lang) => {
-                let t = lang.dict();
-                (
-                    StatusCode::FORBIDDEN,
-                    page("error.html", context! { t, message => t["forbidden"] }),
-                )
-                    .into_response()
-            }
-            AppError::Csrf(lang) => {
-                (StatusCode::FORBIDDEN, lang.dict()["csrf_failed"].clone()).into_response()
-            }
-            AppError::Internal(e) => {
-                tracing::error!("internal error: {e}");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error; see the server log",
-                )
-                    .into_response()
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------- languages
-
-/// UI language: Vietnamese by default, English available.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Vi,
-    En,
-}
-
-static VI: LazyLock<BTreeMap<String, String>> =
-    LazyLock::new(|| toml::from_str(include_str!("../i18n/vi.toml")).expect("vi.toml parses"));
-static EN: LazyLock<BTreeMap<String, String>> =
-    LazyLock::new(|| toml::from_str(include_str!("../i18n/en.toml")).expect("en.toml parses"));
-
-impl Lang {
-    pub fn dict(self) -> &'static BTreeMap<String, String> {
-        match self {
-            Lang::Vi => &VI,
-            Lang::En => &EN,
-        }
-    }
-
-    fn from_parts(parts: &Parts) -> Lang {
-        match auth::cookie_value(parts, "hnth_lang").as_deref() {
-            Some("en") => Lang::En,
-            _ => Lang::Vi,
-        }
-    }
-}
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Lang {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Lang::from_parts(parts))
-    }
-}
+use self::auth::{CurrentUser, LoginError, SESSION_COOKIE};
+use crate::store;
 
 // ---------------------------------------------------------------- templates
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     for (name, src) in [
-        ("base.html", include_str!("../templates/base.html")),
-        ("login.html", include_str!("../templates/login.html")),
-        ("console.html", include_str!("../templates/console.html")),
-        ("site.html", include_str!("../templates/site.html")),
-        ("audit.html", include_str!("../templates/audit.html")),
-        ("error.html", include_str!("../templates/error.html")),
-        ("bookings.html", include_str!("../templates/bookings.html")),
+        ("base.html", include_str!("../../templates/base.html")),
+        ("login.html", include_str!("../../templates/login.html")),
+        ("console.html", include_str!("../../templates/console.html")),
+        ("site.html", include_str!("../../templates/site.html")),
+        ("chair.html", include_str!("../../templates/chair.html")),
+        ("audit.html", include_str!("../../templates/audit.html")),
+        ("error.html", include_str!("../../templates/error.html")),
+        (
+            "bookings.html",
+            include_str!("../../templates/bookings.html"),
+        ),
         (
             "booking_form.html",
-            include_str!("../templates/booking_form.html"),
+            include_str!("../../templates/booking_form.html"),
         ),
-        ("booking.html", include_str!("../templates/booking.html")),
-        ("registry.html", include_str!("../templates/registry.html")),
+        ("booking.html", include_str!("../../templates/booking.html")),
+        (
+            "registry.html",
+            include_str!("../../templates/registry.html"),
+        ),
         (
             "registry_site.html",
-            include_str!("../templates/registry_site.html"),
+            include_str!("../../templates/registry_site.html"),
         ),
         (
             "directory.html",
-            include_str!("../templates/directory.html"),
+            include_str!("../../templates/directory.html"),
         ),
-        ("calendar.html", include_str!("../templates/calendar.html")),
-        ("accounts.html", include_str!("../templates/accounts.html")),
+        (
+            "calendar.html",
+            include_str!("../../templates/calendar.html"),
+        ),
+        (
+            "accounts.html",
+            include_str!("../../templates/accounts.html"),
+        ),
+        (
+            "api_docs.html",
+            include_str!("../../templates/api_docs.html"),
+        ),
     ] {
         env.add_template(name, src).expect("template parses");
     }
+    // The navigation offers the audit page to whoever the rules let view it (A1).
+    env.add_function("may_view_audit", |user: minijinja::Value| {
+        auth::Account::deserialize(user)
+            .is_ok_and(|a| hnth_rules::roles::allowed(a.role, a.scope(), &Action::ViewAudit))
+    });
     env.add_filter("datetime", |t: i64| {
         chrono::DateTime::from_timestamp(t, 0)
             .map(hnth_rules::time::format_datetime_vi)
             .unwrap_or_default()
     });
+    self::numbers::add_filters(&mut env);
     env
 });
 
+/// The province's name for every page's header (`province.name`), set once at start-up.
+static PROVINCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn set_province(name: &str) {
+    if PROVINCE.set(name.to_string()).is_err() {
+        tracing::warn!("the province's name was set twice; keeping the first");
+    }
+}
+
 pub fn page(name: &str, ctx: minijinja::Value) -> Html<String> {
+    let ctx = context! { province => PROVINCE.get().map_or("", String::as_str), ..ctx };
     Html(
         TEMPLATES
             .get_template(name)
@@ -174,10 +127,14 @@ async fn metrics(
     State(st): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
 ) -> Response {
-    metrics_for(peer, &st.media_delay)
+    metrics_for(peer, &st.media_delay, &st.hub.floor_dropped())
 }
 
-fn metrics_for(peer: std::net::SocketAddr, delays: &crate::delay::MediaDelays) -> Response {
+fn metrics_for(
+    peer: std::net::SocketAddr,
+    delays: &crate::live::delay::MediaDelays,
+    floor_dropped: &[(String, u64)],
+) -> Response {
     if !peer.ip().is_loopback() {
         return (
             StatusCode::FORBIDDEN,
@@ -187,6 +144,16 @@ fn metrics_for(peer: std::net::SocketAddr, delays: &crate::delay::MediaDelays) -
     }
     let mut body = String::new();
     delays.render(&mut body);
+    // C4: what each site sent without the floor, dropped at the server.
+    body.push_str(
+        "# HELP hnth_floor_dropped_audio_packets_total Audio packets of a site dropped at the server because it did not hold the floor (C4).\n\
+         # TYPE hnth_floor_dropped_audio_packets_total counter\n",
+    );
+    for (site, n) in floor_dropped {
+        body.push_str(&format!(
+            "hnth_floor_dropped_audio_packets_total{{site=\"{site}\"}} {n}\n"
+        ));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -196,7 +163,7 @@ mod metrics_tests {
 
     #[test]
     fn metrics_only_to_this_machine() {
-        let d = crate::delay::MediaDelays::default();
+        let d = crate::live::delay::MediaDelays::default();
         for (peer, status) in [
             ("127.0.0.1:5000", StatusCode::OK),
             ("[::1]:5000", StatusCode::OK),
@@ -204,7 +171,7 @@ mod metrics_tests {
             ("203.0.113.9:5000", StatusCode::FORBIDDEN),
         ] {
             assert_eq!(
-                metrics_for(peer.parse().unwrap(), &d).status(),
+                metrics_for(peer.parse().unwrap(), &d, &[("hong-dan".into(), 3)]).status(),
                 status,
                 "{peer}"
             );
@@ -213,72 +180,74 @@ mod metrics_tests {
 }
 
 pub fn router(state: AppState) -> Router {
+    let (api, _) = api::routes();
     Router::new()
+        .merge(api)
         .route("/", get(home))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/login", get(login_page).post(login_form))
         .route("/logout", post(logout))
         .route("/lang/{code}", get(set_lang))
-        .route("/api/v1/login", post(api_login))
         .route("/ws", get(ws))
         .route("/console", get(console))
         .route("/site", get(site_app))
-        .route("/admin/audit", get(audit_page))
+        .route("/chair", get(chair_view))
+        .route("/admin/audit", get(crate::web::audit::audit_page))
         .route(
             "/bookings",
-            get(crate::bookings::list).post(crate::bookings::create),
+            get(self::bookings::list).post(self::bookings::create),
         )
-        .route("/bookings/new", get(crate::bookings::new_form))
-        .route("/bookings/{id}/costs", post(crate::costs::add))
-        .route("/registry", get(crate::registry::sites))
-        .route("/api/v1/next-meetings", get(crate::registry::next_meetings))
-        .route("/registry/sites", post(crate::registry::create_site))
-        .route("/registry/providers", post(crate::registry::save_provider))
+        .route("/bookings/new", get(self::bookings::new_form))
+        .route("/bookings/{id}/costs", post(self::costs::add))
+        .route("/registry", get(self::registry::sites))
+        .route("/registry/sites", post(self::registry::create_site))
+        .route("/registry/providers", post(self::registry::save_provider))
         .route(
             "/registry/sites/{id}",
-            get(crate::registry::site).post(crate::registry::save_site),
+            get(self::registry::site).post(self::registry::save_site),
         )
         .route(
             "/registry/sites/{id}/technicians",
-            post(crate::registry::save_technician),
+            post(self::registry::save_technician),
         )
-        .route("/directory", get(crate::registry::directory))
-        .route("/calendar", get(crate::calendar::calendar))
+        .route("/directory", get(self::registry::directory))
+        .route("/calendar", get(self::calendar::calendar))
         .route(
             "/admin/accounts",
-            get(crate::accounts::list).post(crate::accounts::create),
+            get(self::accounts::list).post(self::accounts::create),
         )
-        .route("/admin/accounts/{id}/{what}", post(crate::accounts::act))
-        .route("/bookings/{id}", get(crate::bookings::show))
+        .route("/admin/accounts/{id}/{what}", post(self::accounts::act))
+        .route("/bookings/{id}", get(self::bookings::show))
         .route(
             "/bookings/{id}/invitation.ics",
-            get(crate::bookings::invitation),
+            get(self::bookings::invitation),
         )
-        .route("/bookings/{id}/letter", get(crate::bookings::letter))
+        .route("/bookings/{id}/letter", get(self::bookings::letter))
         .route(
             "/bookings/{id}/notice.pdf",
-            get(crate::bookings::notice_file),
+            get(self::bookings::notice_file),
         )
-        .route("/bookings/{id}/duty", post(crate::bookings::set_on_duty))
-        .route("/bookings/{id}/{step}", post(crate::bookings::step))
+        .route("/bookings/{id}/duty", post(self::bookings::set_on_duty))
+        .route("/bookings/{id}/{step}", post(self::bookings::step))
         .route("/static/{file}", get(asset))
         .route(
             "/favicon.ico",
             get(|| async { ([(header::CONTENT_TYPE, "image/svg+xml")], FAVICON) }),
         )
         .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
+        .layer(axum::middleware::from_fn(api::too_large_as_json))
         // The registration and edit forms carry an optional PDF (B1, up to 5 MiB): added after
         // the 256 KiB layer, which would wrap them otherwise, with their own larger limit.
         .route(
             "/bookings/new",
-            post(crate::bookings::create).layer(crate::bookings::upload_limit()),
+            post(self::bookings::create).layer(self::bookings::upload_limit()),
         )
         .route(
             "/bookings/{id}/edit",
-            get(crate::bookings::edit_form)
-                .post(crate::bookings::update)
-                .layer(crate::bookings::upload_limit()),
+            get(self::bookings::edit_form)
+                .post(self::bookings::update)
+                .layer(self::bookings::upload_limit()),
         )
         .with_state(state)
 }
@@ -287,15 +256,9 @@ pub fn router(state: AppState) -> Router {
 pub struct PageUser(pub Option<CurrentUser>);
 
 impl axum::extract::FromRequestParts<AppState> for PageUser {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let Some((token, _)) = auth::request_token(parts) else {
-            return Ok(PageUser(None));
-        };
-        Ok(PageUser(auth::session(&state.db, &token).await))
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        auth::request_session(parts, state).await.map(PageUser)
     }
 }
 
@@ -303,11 +266,12 @@ impl axum::extract::FromRequestParts<AppState> for PageUser {
 pub struct LoggedIn(pub CurrentUser);
 
 impl axum::extract::FromRequestParts<AppState> for LoggedIn {
-    type Rejection = Redirect;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Redirect> {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         match PageUser::from_request_parts(parts, state).await {
             Ok(PageUser(Some(u))) => Ok(LoggedIn(u)),
-            _ => Err(Redirect::to("/login")),
+            Ok(PageUser(None)) => Err(Redirect::to("/login").into_response()),
+            Err(e) => Err(e.into_response()),
         }
     }
 }
@@ -324,6 +288,7 @@ fn landing(role: Role) -> &'static str {
     match role {
         Role::SiteDevice => "/site",
         Role::Admin | Role::Operator => "/console",
+        Role::Chair => "/chair",
         _ => "/bookings",
     }
 }
@@ -377,7 +342,7 @@ async fn login_form(
     Form(f): Form<LoginForm>,
 ) -> Response {
     let t = lang.dict();
-    let cookie_csrf = cookie_from_headers(&headers, "hnth_login_csrf");
+    let cookie_csrf = auth::cookie_in(&headers, "hnth_login_csrf");
     if f.csrf.is_empty() || cookie_csrf.as_deref() != Some(f.csrf.as_str()) {
         return render_login(
             &st,
@@ -436,18 +401,14 @@ async fn login_form(
                 StatusCode::LOCKED,
             )
         }
+        Err(LoginError::Unavailable) => render_login(
+            &st,
+            lang,
+            Some(t["login_unavailable"].clone()),
+            &f.username,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
     }
-}
-
-fn cookie_from_headers(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| cookie::Cookie::parse(c.trim().to_string()).ok())
-        .find(|c| c.name() == name)
-        .map(|c| c.value().to_string())
 }
 
 #[derive(Deserialize)]
@@ -465,8 +426,15 @@ async fn logout(
     if f.csrf != user.csrf {
         return (StatusCode::FORBIDDEN, "CSRF token missing or wrong").into_response();
     }
-    if let Some(token) = cookie_from_headers(&headers, SESSION_COOKIE) {
-        auth::logout(&st.db, &token).await;
+    if let Some(token) = auth::cookie_in(&headers, SESSION_COOKIE) {
+        if let Err(e) = auth::logout(&st.db, &token).await {
+            // The session stays open: say so rather than pretend the user is logged out.
+            return AppError::Internal(format!(
+                "logout of {}: deleting the session: {e}",
+                user.account.username
+            ))
+            .into_response();
+        }
     }
     let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     (
@@ -500,13 +468,31 @@ async fn set_lang(
         .into_response()
 }
 
-#[derive(Deserialize)]
-struct ApiLogin {
+/// The body of `POST /api/v1/login`.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ApiLogin {
     username: String,
     password: String,
 }
 
-async fn api_login(
+/// What `POST /api/v1/login` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ApiToken {
+    /// Send it as `Authorization: Bearer <token>`.
+    token: String,
+    /// The account's role (`admin`, `operator`, `organizer`, …).
+    role: String,
+    /// The account's site `{id, code, name}`, for site accounts.
+    site: Option<serde_json::Value>,
+}
+
+/// Log in with a username and password; the token opens a session like the login page's
+/// (it expires after the same hours; A2 locks the account after repeated failures).
+#[utoipa::path(post, path = "/api/v1/login", tag = "auth", request_body = ApiLogin,
+    responses((status = 200, description = "OK", body = ApiToken), (status = 400, description = "bad input; `field` names it", body = api::ApiErrorBody),
+              (status = 401, description = "no session: a missing, wrong or expired token", body = api::ApiErrorBody), (status = 423, description = "the account is locked after repeated failed logins (A2)", body = api::ApiErrorBody),
+              (status = 503, description = "the server cannot record the login now", body = api::ApiErrorBody)))]
+pub async fn api_login(
     State(st): State<AppState>,
     body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
@@ -525,7 +511,7 @@ async fn api_login(
     Ok(match auth::login(&st.db, &st.settings.security, &req.username, &req.password).await {
         Ok((token, a)) => {
             let site = match a.site_id {
-                Some(id) => db::sites(&st.db).await?.into_iter().find(|s| s.id == id).map(|s| json!({"id": s.id, "code": s.code, "name": s.name})),
+                Some(id) => store::registry::sites(&st.db).await?.into_iter().find(|s| s.id == id).map(|s| json!({"id": s.id, "code": s.code, "name": s.name})),
                 None => None,
             };
             Json(json!({"token": token, "role": a.role.as_str(), "site": site})).into_response()
@@ -536,6 +522,11 @@ async fn api_login(
         Err(LoginError::Locked { until }) => (
             StatusCode::LOCKED,
             Json(json!({"error": "locked", "message": "account locked after repeated failed logins (rule A2)", "until": until})),
+        )
+            .into_response(),
+        Err(LoginError::Unavailable) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "unavailable", "message": "the server cannot record the login now; try again later"})),
         )
             .into_response(),
     })
@@ -549,13 +540,18 @@ async fn ws(State(st): State<AppState>, mut parts: Parts, upgrade: WebSocketUpgr
     if from_cookie && !same_origin(&parts) {
         return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response();
     }
-    let Some(user) = auth::session(&st.db, &token).await else {
-        return AppError::Unauthenticated.into_response();
+    let user = match auth::session(&st.db, &token).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return AppError::Unauthenticated.into_response(),
+        Err(_) => return AppError::Unavailable(Lang::from_parts(&parts)).into_response(),
     };
     let _ = &mut parts;
     let hub = st.hub.clone();
+    // The hub checks each message against the protocol's limit (closing with 1009 above it);
+    // the WebSocket layer only refuses what is far larger, on its header.
     upgrade
-        .max_message_size(256 * 1024)
+        .max_frame_size(crate::live::signaling::TRANSPORT_CAP)
+        .max_message_size(crate::live::signaling::TRANSPORT_CAP)
         .on_upgrade(move |socket| hub.serve(socket, user))
 }
 
@@ -596,47 +592,116 @@ async fn console(
 ) -> Result<Response, AppError> {
     require(&user, lang, &Action::OpenMeeting)?;
     let t = lang.dict();
+    // C2: the link figures are coloured at the province's thresholds, which the page also shows.
+    let m = &st.settings.meeting;
+    let link = context! {
+        rtt_warn_ms => m.rtt_warn_ms, rtt_alarm_ms => m.rtt_alarm_ms,
+        loss_warn_percent => m.loss_warn_percent, loss_alarm_percent => m.loss_alarm_percent,
+        jitter_warn_ms => m.jitter_warn_ms, jitter_alarm_ms => m.jitter_alarm_ms,
+    };
+    let settings = serde_json::json!({ "link": link });
     let sites = st.hub.sites_snapshot();
     Ok(page(
         "console.html",
-        context! { t, user => user.account, csrf => user.csrf, sites => sites.get("list").cloned(), t_json => serde_json::to_string(t)? },
+        context! { t, user => user.account, csrf => user.csrf, link, sites => sites.get("list").cloned(), settings_json => settings.to_string(), t_json => serde_json::to_string(t)? },
     )
     .into_response())
 }
 
-async fn site_app(LoggedIn(user): LoggedIn, lang: Lang) -> Result<Response, AppError> {
+/// M2: the kiosk, in the language the registry set for its site (not the browser's cookie:
+/// anyone in the room could switch that).
+async fn site_app(
+    State(st): State<AppState>,
+    LoggedIn(user): LoggedIn,
+    lang: Lang,
+) -> Result<Response, AppError> {
     if user.account.role != Role::SiteDevice {
         return Err(AppError::Forbidden(lang));
     }
+    let lang = match user.account.site_id {
+        Some(site) => self::registry::site_language(&st.db, site).await?,
+        None => Lang::Vi,
+    };
     let t = lang.dict();
     Ok(page("site.html", context! { t, user => user.account, csrf => user.csrf, t_json => serde_json::to_string(t)? }).into_response())
 }
 
-#[derive(Deserialize)]
-struct Limit {
-    limit: Option<i64>,
-}
-
-async fn audit_page(
-    State(st): State<AppState>,
-    LoggedIn(user): LoggedIn,
-    lang: Lang,
-    Query(q): Query<Limit>,
-) -> Result<Response, AppError> {
-    require(&user, lang, &Action::ViewAudit)?;
-    // The audit trail and the violations are for administrators (README, docs/operation.md).
-    if user.account.role != Role::Admin {
+/// The chair's view (C3, C4): the meetings chaired at the chair's site, run live over the
+/// WebSocket. Only for the chair's role: the control center runs the floor from its console.
+async fn chair_view(LoggedIn(user): LoggedIn, lang: Lang) -> Result<Response, AppError> {
+    if user.account.role != Role::Chair {
         return Err(AppError::Forbidden(lang));
     }
-    let limit = q.limit.unwrap_or(200).clamp(1, 5000);
-    let audit = db::audit_log(&st.db, limit).await?;
-    let violations = db::violations(&st.db, limit).await?;
     let t = lang.dict();
     Ok(page(
-        "audit.html",
-        context! { t, user => user.account, csrf => user.csrf, audit, violations },
+        "chair.html",
+        context! { t, user => user.account, csrf => user.csrf, t_json => serde_json::to_string(t)? },
     )
     .into_response())
+}
+
+/// This document, OpenAPI 3.1.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "docs",
+    responses((status = 200, description = "the OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(api::document().clone())
+}
+
+/// This document as a page, in the interface's language.
+#[utoipa::path(get, path = "/api/v1/docs", tag = "docs",
+    responses((status = 200, description = "an HTML page", content_type = "text/html")))]
+// Rendered here from the document: the box runs offline, so no Swagger UI from a CDN.
+pub async fn api_docs(PageUser(user): PageUser, lang: Lang) -> Response {
+    let doc = serde_json::to_value(api::document()).unwrap_or_default();
+    let schema_name = |v: &serde_json::Value| -> Option<String> {
+        let s = v.pointer("/content/application~1json/schema")?;
+        let r = s
+            .get("$ref")
+            .or_else(|| s.pointer("/items/$ref"))?
+            .as_str()?;
+        let name = r.rsplit('/').next()?.to_string();
+        Some(if s.get("items").is_some() {
+            format!("[{name}]")
+        } else {
+            name
+        })
+    };
+    let mut ops = Vec::new();
+    if let Some(paths) = doc.get("paths").and_then(|p| p.as_object()) {
+        for (path, item) in paths {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let params: Vec<_> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| context! { name => p["name"], in => p["in"], description => p["description"] })
+                    .collect();
+                let responses: Vec<_> = op["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(status, r)| context! { status, schema => schema_name(r) })
+                    .collect();
+                let body = op.get("requestBody").and_then(schema_name);
+                ops.push(context! {
+                    id => format!("{method}-{path}").replace(['/', '{', '}'], "-"),
+                    method => method.to_uppercase(), path, summary => op["summary"].as_str().or(op["description"].as_str()),
+                    params, responses, body,
+                });
+            }
+        }
+    }
+    let t = lang.dict();
+    let version = doc["openapi"].as_str().unwrap_or("").to_string();
+    let (account, csrf) = match &user {
+        Some(u) => (Some(u.account.clone()), Some(u.csrf.clone())),
+        None => (None, None),
+    };
+    page(
+        "api_docs.html",
+        context! { t, user => account, csrf, ops, version },
+    )
+    .into_response()
 }
 
 const FAVICON: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><rect width='16' height='16' rx='3' fill='#12355b'/><circle cx='8' cy='8' r='4' fill='#fff'/></svg>";
@@ -644,19 +709,51 @@ const FAVICON: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 1
 async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
     let (body, mime) = match file.as_str() {
         "hnth.css" => (
-            include_str!("../static/hnth.css"),
+            include_str!("../../static/hnth.css"),
             "text/css; charset=utf-8",
         ),
         "live.js" => (
-            include_str!("../static/live.js"),
+            include_str!("../../static/live.js"),
             "text/javascript; charset=utf-8",
         ),
         "console.js" => (
-            include_str!("../static/console.js"),
+            include_str!("../../static/console.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "console_util.js" => (
+            include_str!("../../static/console_util.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "console_today.js" => (
+            include_str!("../../static/console_today.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "console_sites.js" => (
+            include_str!("../../static/console_sites.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "console_course.js" => (
+            include_str!("../../static/console_course.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "console_frame.js" => (
+            include_str!("../../static/console_frame.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "console_watch.js" => (
+            include_str!("../../static/console_watch.js"),
             "text/javascript; charset=utf-8",
         ),
         "site.js" => (
-            include_str!("../static/site.js"),
+            include_str!("../../static/site.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "chair.js" => (
+            include_str!("../../static/chair.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "booking_form.js" => (
+            include_str!("../../static/booking_form.js"),
             "text/javascript; charset=utf-8",
         ),
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),

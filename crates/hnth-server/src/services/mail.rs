@@ -8,30 +8,26 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hnth_rules::booking::{reminder_times, Settings as RuleSettings};
+use hnth_rules::notice::{still_serves, NoticeKind};
 use hnth_rules::time::format_datetime_vi;
 use lettre::message::{header::ContentType, Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use tokio::sync::Notify;
 
-use crate::bookings::{ics, Booking};
 use crate::config::{Mail, SmtpSecurity};
-use crate::db;
+use crate::services::invitation::ics;
+use crate::store::bookings::Booking;
+pub use crate::store::notices::Recipient;
+use crate::store::notices::{self, NewNotice};
+use crate::store::{self, Db, Tx};
 
 /// Wakes the sender when something was queued.
 pub type Outbox = Arc<Notify>;
 
-/// A recipient of a notice.
-#[derive(Debug, Clone)]
-pub struct Recipient {
-    pub name: String,
-    pub email: String,
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn queue(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     booking: i64,
     kind: &str,
     to: &Recipient,
@@ -39,35 +35,20 @@ async fn queue(
     body: &str,
     with_invitation: bool,
     due: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO notices (booking_id, kind, to_addr, to_name, subject, body, with_invitation, due_at) VALUES (?,?,?,?,?,?,?,?)",
+) -> Result<(), store::Error> {
+    notices::queue(
+        tx,
+        NewNotice {
+            booking,
+            kind,
+            to,
+            subject,
+            body,
+            with_invitation,
+            due,
+        },
     )
-    .bind(booking)
-    .bind(kind)
-    .bind(&to.email)
-    .bind(&to.name)
-    .bind(subject)
-    .bind(body)
-    .bind(with_invitation)
-    .bind(due)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn provider_contacts(tx: &mut Transaction<'_, Sqlite>) -> sqlx::Result<Vec<Recipient>> {
-    let rows =
-        sqlx::query("SELECT name, email FROM provider_contacts WHERE email != '' ORDER BY id")
-            .fetch_all(&mut **tx)
-            .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Recipient {
-            name: r.get("name"),
-            email: r.get("email"),
-        })
-        .collect())
+    .await
 }
 
 fn times(b: &Booking) -> String {
@@ -98,17 +79,17 @@ fn times(b: &Booking) -> String {
 /// On approval: the provider's notice (B2), the technicians' notices with the invitation (P1),
 /// and the reminders before the preparation time (P1).
 pub async fn queue_on_approval(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     b: &Booking,
     now: DateTime<Utc>,
     rules: &RuleSettings,
-) -> sqlx::Result<()> {
-    let subject = format!("[HNTH] {}: {}", b.kind_label, b.title);
+) -> Result<(), store::Error> {
+    let subject = format!("[HNTH] {}: {}", b.kind_label_vi(), b.title);
     let body = format!(
         "Văn phòng UBND tỉnh thông báo cuộc họp trực tuyến đã được phê duyệt (Điều 5, Điều 6 Quy chế 561/QĐ-UBND).\n\n{}\n",
         times(b)
     );
-    for p in provider_contacts(tx).await? {
+    for p in notices::provider_recipients(tx).await? {
         let body = format!("{body}\nĐề nghị đơn vị cung cấp đường truyền bố trí cán bộ kỹ thuật trực và bảo đảm đường truyền (khoản 1 Điều 5).\n");
         queue(
             tx,
@@ -122,7 +103,7 @@ pub async fn queue_on_approval(
         )
         .await?;
     }
-    let techs = technicians_of_sites(tx, &b.sites).await?;
+    let techs = notices::technicians_of_sites(tx, &b.sites).await?;
     for t in &techs {
         let body = format!("{body}\nĐề nghị cán bộ kỹ thuật điểm cầu có mặt từ thời gian chuẩn bị để chạy thử (khoản 1 Điều 6).\n");
         queue(
@@ -159,10 +140,10 @@ pub async fn queue_on_approval(
 
 /// B5: an emergency meeting alerts every concerned technician at once.
 pub async fn queue_emergency(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     b: &Booking,
     now: DateTime<Utc>,
-) -> sqlx::Result<()> {
+) -> Result<(), store::Error> {
     let subject = format!("[HNTH] KHẨN: {}", b.title);
     let body = format!(
         "Cuộc họp trực tuyến đột xuất, khẩn cấp (khoản 3 Điều 5). Đề nghị các điểm cầu chuẩn bị ngay.\n\n{}\n",
@@ -181,8 +162,9 @@ pub async fn queue_emergency(
     .await
 }
 
-/// Send what is due, forever. Failed notices are retried (at most 10 tries, one minute apart).
-pub async fn run(db: SqlitePool, mail: Mail, wake: Outbox) {
+/// Send what is due, forever. Failed notices are retried (at most 10 tries, one minute apart);
+/// a notice whose meeting has begun (or ended) by then expires instead (`hnth_rules::notice`).
+pub async fn run(db: Db, mail: Mail, wake: Outbox) {
     let Some(host) = mail.smtp_host.clone() else {
         tracing::warn!("no SMTP server configured (mail.smtp_host): notices stay in the outbox");
         return;
@@ -224,22 +206,29 @@ fn transport(host: &str, mail: &Mail) -> anyhow::Result<AsyncSmtpTransport<Tokio
 }
 
 async fn send_due(
-    db: &SqlitePool,
+    db: &Db,
     transport: &AsyncSmtpTransport<Tokio1Executor>,
     from: &Mailbox,
 ) -> anyhow::Result<()> {
-    let now = db::now();
-    let due = sqlx::query(
-        "SELECT id, booking_id, to_addr, to_name, subject, body, with_invitation FROM notices \
-         WHERE sent_at IS NULL AND due_at <= ? AND attempts < 10 AND (last_error IS NULL OR due_at + attempts * 60 <= ?) ORDER BY due_at LIMIT 50",
-    )
-    .bind(now)
-    .bind(now)
-    .fetch_all(db)
-    .await?;
-    for r in due {
-        let id: i64 = r.get("id");
-        let result = build(db, from, &r).await;
+    let now = store::now();
+    for n in notices::due(db, now).await? {
+        let id = n.id;
+        if let (Some(start), Some(end)) = (n.official_start, n.official_end) {
+            let ts = |t: i64| DateTime::from_timestamp(t, 0).unwrap_or_default();
+            if !still_serves(NoticeKind::parse(&n.kind), ts(start), ts(end), ts(now)) {
+                notices::mark_expired(db, id, now).await?;
+                tracing::info!(
+                    notice = id,
+                    kind = n.kind,
+                    booking = n.booking_id,
+                    due_at = n.due_at,
+                    official_start = start,
+                    "notice expired, not sent: its meeting has begun or ended"
+                );
+                continue;
+            }
+        }
+        let result = build(db, from, &n).await;
         let result = match result {
             Ok(msg) => transport
                 .send(msg)
@@ -249,46 +238,26 @@ async fn send_due(
             Err(e) => Err(e.to_string()),
         };
         match result {
-            Ok(()) => {
-                sqlx::query("UPDATE notices SET sent_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
-                    .bind(db::now())
-                    .bind(id)
-                    .execute(db)
-                    .await?;
-            }
+            Ok(()) => notices::mark_sent(db, id, store::now()).await?,
             Err(e) => {
                 tracing::warn!(notice = id, "sending failed: {e}");
-                sqlx::query(
-                    "UPDATE notices SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                )
-                .bind(e)
-                .bind(id)
-                .execute(db)
-                .await?;
+                notices::mark_failed(db, id, &e).await?;
             }
         }
     }
     Ok(())
 }
 
-async fn build(
-    db: &SqlitePool,
-    from: &Mailbox,
-    r: &sqlx::sqlite::SqliteRow,
-) -> anyhow::Result<Message> {
-    let to = Mailbox::new(
-        Some(r.get::<String, _>("to_name")),
-        r.get::<String, _>("to_addr").parse()?,
-    );
+async fn build(db: &Db, from: &Mailbox, n: &notices::Due) -> anyhow::Result<Message> {
+    let to = Mailbox::new(Some(n.to_name.clone()), n.to_addr.parse()?);
     let builder = Message::builder()
         .from(from.clone())
         .to(to)
-        .subject(r.get::<String, _>("subject"));
-    let body: String = r.get("body");
-    let booking: Option<i64> = r.get("booking_id");
-    if r.get::<i64, _>("with_invitation") != 0 {
-        if let Some(b) = booking {
-            if let Some(b) = crate::bookings::load_one(db, b).await? {
+        .subject(n.subject.clone());
+    let body = n.body.clone();
+    if n.with_invitation {
+        if let Some(b) = n.booking_id {
+            if let Some(b) = store::bookings::get(db, b).await? {
                 let cal = Attachment::new(format!("hop-{}.ics", b.id)).body(
                     ics(&b),
                     ContentType::parse("text/calendar; charset=utf-8; method=PUBLISH")?,
@@ -307,11 +276,11 @@ async fn build(
 /// A cancelled (or displaced) meeting that had been approved: the technicians and the provider
 /// are told, and the reminders not yet sent are withdrawn.
 pub async fn queue_cancelled(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     b: &Booking,
     reason: &str,
     now: DateTime<Utc>,
-) -> sqlx::Result<()> {
+) -> Result<(), store::Error> {
     withdraw_reminders(tx, b.id).await?;
     let subject = format!("[HNTH] Hủy cuộc họp: {}", b.title);
     let body = format!(
@@ -323,29 +292,20 @@ pub async fn queue_cancelled(
 }
 
 /// The reminders of a booking not yet sent are withdrawn (cancelled, or no longer approved).
-pub async fn withdraw_reminders(
-    tx: &mut Transaction<'_, Sqlite>,
-    booking: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "DELETE FROM notices WHERE booking_id = ? AND sent_at IS NULL AND kind = 'reminder'",
-    )
-    .bind(booking)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+pub async fn withdraw_reminders(tx: &mut Tx<'_>, booking: i64) -> Result<(), store::Error> {
+    notices::withdraw_reminders(tx, booking).await
 }
 
 /// The same notice to each recipient.
 async fn queue_each(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     booking: i64,
     kind: &str,
     to: &[Recipient],
     subject: &str,
     body: &str,
     due: i64,
-) -> sqlx::Result<()> {
+) -> Result<(), store::Error> {
     for r in to {
         queue(tx, booking, kind, r, subject, body, false, due).await?;
     }
@@ -354,49 +314,23 @@ async fn queue_each(
 
 /// The technicians of these sites and the line provider's contacts.
 async fn sites_and_provider(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     sites: &[i64],
-) -> sqlx::Result<Vec<Recipient>> {
-    let mut to = technicians_of_sites(tx, sites).await?;
-    to.extend(provider_contacts(tx).await?);
+) -> Result<Vec<Recipient>, store::Error> {
+    let mut to = notices::technicians_of_sites(tx, sites).await?;
+    to.extend(notices::provider_recipients(tx).await?);
     Ok(to)
-}
-
-/// Technicians of the given sites, with an e-mail address, each address once.
-async fn technicians_of_sites(
-    tx: &mut Transaction<'_, Sqlite>,
-    sites: &[i64],
-) -> sqlx::Result<Vec<Recipient>> {
-    let mut out: Vec<Recipient> = Vec::new();
-    for s in sites {
-        let rows = sqlx::query(
-            "SELECT name, email FROM technicians WHERE site_id = ? AND active = 1 AND email != '' ORDER BY id",
-        )
-        .bind(s)
-        .fetch_all(&mut **tx)
-        .await?;
-        for r in rows {
-            let email: String = r.get("email");
-            if !out.iter().any(|x| x.email.eq_ignore_ascii_case(&email)) {
-                out.push(Recipient {
-                    name: r.get("name"),
-                    email,
-                });
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// An approved meeting whose times or sites were edited (P1, Art. 6.1a): the technicians of the
 /// sites before and after, and the provider (B2), are told what changed; the meeting waits for
 /// approval again, which sends the new invitation.
 pub async fn queue_changed(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     before: &Booking,
     after: &Booking,
     now: DateTime<Utc>,
-) -> sqlx::Result<()> {
+) -> Result<(), store::Error> {
     let subject = format!("[HNTH] Thay đổi lịch họp: {}", after.title);
     let body = format!(
         "Cuộc họp trực tuyến đã được phê duyệt nay thay đổi thời gian hoặc điểm cầu; lịch mới chờ Văn phòng UBND tỉnh phê duyệt lại (khoản 1 Điều 5, khoản 1 Điều 6).\n\nTRƯỚC KHI THAY ĐỔI:\n{}\n\nSAU KHI THAY ĐỔI:\n{}\n",
@@ -421,10 +355,10 @@ pub async fn queue_changed(
 /// L2 (Art. 12): the provider's on-duty technician of an approved meeting was chosen or
 /// changed; the technicians of its sites and the provider are told.
 pub async fn queue_on_duty(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     b: &Booking,
     now: DateTime<Utc>,
-) -> sqlx::Result<()> {
+) -> Result<(), store::Error> {
     let subject = format!("[HNTH] Cán bộ trực đường truyền: {}", b.title);
     let who = b.on_duty.as_deref().unwrap_or("chưa phân công");
     let body = format!(
@@ -443,68 +377,215 @@ pub struct NoticeRow {
     pub due: String,
     pub sent: Option<String>,
     pub error: Option<String>,
+    /// Not sent: its meeting had begun (or ended) when it came due.
+    pub expired: Option<String>,
 }
 
-pub async fn notices_of(db: &SqlitePool, booking: i64) -> sqlx::Result<Vec<NoticeRow>> {
-    let rows = sqlx::query(
-        "SELECT kind, to_name, to_addr, due_at, sent_at, last_error FROM notices WHERE booking_id = ? ORDER BY due_at, id",
-    )
-    .bind(booking)
-    .fetch_all(db)
-    .await?;
+pub async fn notices_of(db: &Db, booking: i64) -> Result<Vec<NoticeRow>, store::Error> {
     let fmt = |t: i64| {
         DateTime::from_timestamp(t, 0)
             .map(format_datetime_vi)
             .unwrap_or_default()
     };
-    Ok(rows
+    Ok(notices::of_booking(db, booking)
+        .await?
         .into_iter()
-        .map(|r| NoticeRow {
-            kind: r.get("kind"),
-            to: format!(
-                "{} <{}>",
-                r.get::<String, _>("to_name"),
-                r.get::<String, _>("to_addr")
-            ),
-            due: fmt(r.get("due_at")),
-            sent: r.get::<Option<i64>, _>("sent_at").map(fmt),
-            error: r.get("last_error"),
+        .map(|n| NoticeRow {
+            kind: n.kind,
+            to: format!("{} <{}>", n.to_name, n.to_addr),
+            due: fmt(n.due_at),
+            sent: n.sent_at.map(fmt),
+            error: n.last_error,
+            expired: n.expired_at.map(fmt),
         })
         .collect())
 }
 
 /// B2: when the provider was first notified of this booking, if ever.
 pub async fn provider_notified_at(
-    db: &SqlitePool,
+    db: &Db,
     booking: i64,
-) -> sqlx::Result<Option<DateTime<Utc>>> {
-    let row: Option<(Option<i64>,)> =
-        sqlx::query_as("SELECT MIN(sent_at) FROM notices WHERE booking_id = ? AND kind = 'provider_notice' AND sent_at IS NOT NULL")
-            .bind(booking)
-            .fetch_optional(db)
-            .await?;
-    Ok(row
-        .and_then(|r| r.0)
+) -> Result<Option<DateTime<Utc>>, store::Error> {
+    Ok(notices::provider_notified_at(db, booking)
+        .await?
         .and_then(|t| DateTime::from_timestamp(t, 0)))
 }
 
 /// B5: whom to call, with phone numbers: the technicians of the booking's sites and the provider.
 pub async fn phone_list(
-    db: &SqlitePool,
+    db: &Db,
     booking: i64,
-) -> sqlx::Result<Vec<(String, String, String)>> {
-    let mut rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT s.name, t.name, t.phone FROM technicians t JOIN booking_sites bs ON bs.site_id = t.site_id \
-         JOIN sites s ON s.id = t.site_id WHERE bs.booking_id = ? AND t.active = 1 ORDER BY s.id, t.id",
-    )
-    .bind(booking)
-    .fetch_all(db)
-    .await?;
-    let providers: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT u.name, p.name, p.phone FROM provider_contacts p JOIN units u ON u.id = p.unit_id ORDER BY p.id",
-    )
-    .fetch_all(db)
-    .await?;
-    rows.extend(providers);
-    Ok(rows)
+) -> Result<Vec<(String, String, String)>, store::Error> {
+    notices::phone_list(db, booking).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::SqlitePool;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// What the test's SMTP server was given: (recipients, data) of each message.
+    type Delivered = Arc<Mutex<Vec<(Vec<String>, String)>>>;
+
+    /// A tiny SMTP server on 127.0.0.1: accepts every message and keeps it.
+    async fn smtp_server() -> (u16, Delivered) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got: Delivered = Default::default();
+        let keep = got.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let keep = keep.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    w.write_all(b"220 test ESMTP\r\n").await.unwrap();
+                    let mut rcpt = Vec::new();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let cmd = line.to_ascii_uppercase();
+                        let reply: &[u8] = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                            b"250 test\r\n"
+                        } else if cmd.starts_with("RCPT TO:") {
+                            rcpt.push(line[8..].trim().to_string());
+                            b"250 OK\r\n"
+                        } else if cmd == "DATA" {
+                            w.write_all(b"354 go on\r\n").await.unwrap();
+                            let mut data = String::new();
+                            while let Ok(Some(l)) = lines.next_line().await {
+                                if l == "." {
+                                    break;
+                                }
+                                data.push_str(&l);
+                                data.push('\n');
+                            }
+                            keep.lock().unwrap().push((std::mem::take(&mut rcpt), data));
+                            b"250 accepted\r\n"
+                        } else if cmd == "QUIT" {
+                            let _ = w.write_all(b"221 bye\r\n").await;
+                            break;
+                        } else {
+                            b"250 OK\r\n"
+                        };
+                        w.write_all(reply).await.unwrap();
+                    }
+                });
+            }
+        });
+        (port, got)
+    }
+
+    /// A unit, a site and a booking whose official time starts `start_in` seconds from now
+    /// (negative: in the past) and lasts two hours.
+    async fn booking(db: &SqlitePool, code: &str, start_in: i64) -> i64 {
+        let now = store::now();
+        let unit = sqlx::query("INSERT INTO units (code, name, kind) VALUES (?, ?, 'district')")
+            .bind(code)
+            .bind(format!("UBND {code}"))
+            .execute(db)
+            .await
+            .unwrap()
+            .last_insert_rowid();
+        let site = sqlx::query("INSERT INTO sites (code, name, unit_id) VALUES (?, ?, ?)")
+            .bind(code)
+            .bind(format!("Điểm cầu {code}"))
+            .bind(unit)
+            .execute(db)
+            .await
+            .unwrap()
+            .last_insert_rowid();
+        sqlx::query(
+            "INSERT INTO bookings (title, kind, host_unit_id, chair, host_site_id, preparation_start, \
+             official_start, official_end, status, created_at) VALUES (?, 'hop', ?, 'Chủ tịch', ?, ?, ?, ?, 'approved', ?)",
+        )
+        .bind(format!("Họp {code}"))
+        .bind(unit)
+        .bind(site)
+        .bind(now + start_in - 1800)
+        .bind(now + start_in)
+        .bind(now + start_in + 7200)
+        .bind(now)
+        .execute(db)
+        .await
+        .unwrap()
+        .last_insert_rowid()
+    }
+
+    async fn queue_reminder(db: &SqlitePool, booking: i64, to: &str, due_in: i64) -> i64 {
+        sqlx::query(
+            "INSERT INTO notices (booking_id, kind, to_addr, to_name, subject, body, due_at) \
+             VALUES (?, 'reminder', ?, 'Kỹ thuật', '[HNTH] Nhắc lịch', 'Nhắc lịch họp trực tuyến.', ?)",
+        )
+        .bind(booking)
+        .bind(to)
+        .bind(store::now() + due_in)
+        .execute(db)
+        .await
+        .unwrap()
+        .last_insert_rowid()
+    }
+
+    /// A reminder whose moment passed while the server (or the mail server) was down, for a
+    /// meeting held days ago, is not sent but marked expired; one for a meeting still to come
+    /// is delivered.
+    #[tokio::test]
+    async fn a_stale_reminder_expires_and_a_useful_one_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store::open(&dir.path().join("hnth.db")).await.unwrap();
+        let past = booking(&db, "past", -3 * 86400).await;
+        let coming = booking(&db, "coming", 86400).await;
+        let stale = queue_reminder(&db, past, "stale@test.local", -4 * 86400).await;
+        let useful = queue_reminder(&db, coming, "useful@test.local", -60).await;
+
+        let (port, got) = smtp_server().await;
+        let mail = Mail {
+            smtp_host: Some("127.0.0.1".into()),
+            smtp_port: port,
+            ..Mail::default()
+        };
+        let t = transport("127.0.0.1", &mail).unwrap();
+        let from: Mailbox = mail.from.parse().unwrap();
+        send_due(&db, &t, &from).await.unwrap();
+
+        let delivered: Vec<Vec<String>> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(to, _)| to.clone())
+            .collect();
+        assert_eq!(
+            delivered,
+            vec![vec!["<useful@test.local>".to_string()]],
+            "only the reminder of the meeting still to come is delivered"
+        );
+        let state = |id: i64| {
+            let db = db.clone();
+            async move {
+                sqlx::query_as::<_, (Option<i64>, Option<i64>)>(
+                    "SELECT sent_at, expired_at FROM notices WHERE id = ?",
+                )
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+            }
+        };
+        let (sent, expired) = state(stale).await;
+        assert!(
+            sent.is_none() && expired.is_some(),
+            "stale reminder: sent {sent:?}, expired {expired:?}"
+        );
+        let (sent, expired) = state(useful).await;
+        assert!(
+            sent.is_some() && expired.is_none(),
+            "useful reminder: sent {sent:?}, expired {expired:?}"
+        );
+
+        // Expired is final: a second round sends nothing more.
+        send_due(&db, &t, &from).await.unwrap();
+        assert_eq!(got.lock().unwrap().len(), 1);
+        let rows = notices_of(&db, past).await.unwrap();
+        assert!(rows[0].expired.is_some() && rows[0].sent.is_none());
+    }
 }

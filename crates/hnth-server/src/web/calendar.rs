@@ -7,8 +7,8 @@ use hnth_rules::time::TZ;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use crate::bookings::{load, may_view, Booking};
-use crate::db;
+use crate::store;
+use crate::web::bookings::{load, may_view, Booking};
 use crate::web::{page, AppError, AppState, Lang, LoggedIn};
 
 #[derive(Debug, Default, Deserialize)]
@@ -37,6 +37,8 @@ struct Item {
     status: String,
     status_label: String,
     emergency: bool,
+    /// Its meeting: "live" while one is under way, "held" once one was held, else None.
+    meeting: Option<&'static str>,
 }
 
 fn local_date(t: i64) -> NaiveDate {
@@ -116,6 +118,12 @@ pub async fn calendar(
                 || b.host_unit.to_lowercase().contains(&text)
         })
         .collect();
+    let held = store::meetings::held_by_booking(&st.db).await?;
+    let meeting = |b: &Booking| match held.get(&b.id) {
+        Some(h) if h.live => Some("live"),
+        Some(h) if h.meetings > 0 => Some("held"),
+        _ => None,
+    };
     let mut days = Vec::new();
     let mut d = from;
     while d < to {
@@ -129,6 +137,7 @@ pub async fn calendar(
                 status: b.status.clone(),
                 status_label: b.status_label.clone(),
                 emergency: b.emergency,
+                meeting: meeting(b),
             })
             .collect();
         days.push(Day {
@@ -140,7 +149,7 @@ pub async fn calendar(
         });
         d += Duration::days(1);
     }
-    let sites = db::sites(&st.db).await?;
+    let sites = store::registry::sites(&st.db).await?;
     let fmt = |d: NaiveDate| d.format("%d/%m/%Y").to_string();
     let title = match view {
         "day" => fmt(date),

@@ -11,12 +11,14 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hnth_media::{CloseReason, Conference, LinkStats, MediaError, MeetingId, Output, PeerId};
+use hnth_media::{
+    CloseReason, Conference, LinkStats, MediaError, MeetingId, Output, PeerId, PeerSetup, Receives,
+};
 use str0m::net::Transmit;
 use tokio::net::UdpSocket;
 
-use crate::delay::{MediaDelays, Turn};
-use crate::udp_batch::{enable_arrival_stamps, RecvBatch, SendBatch, BATCH};
+use crate::live::delay::{MediaDelays, Turn};
+use crate::live::udp_batch::{enable_arrival_stamps, RecvBatch, SendBatch, BATCH};
 use std::sync::Arc;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -28,8 +30,8 @@ pub enum MediaCmd {
         meeting: MeetingId,
         stream: String,
         sdp: String,
-        /// The control center's console: it receives up to `monitor_view` sites.
-        monitor: bool,
+        /// What it receives and whether it is heard from the start (the meeting's rules).
+        setup: PeerSetup,
     },
     Answer {
         peer: PeerId,
@@ -43,6 +45,16 @@ pub enum MediaCmd {
     View {
         peer: PeerId,
         heights: Vec<(String, u16)>,
+    },
+    /// What the peer receives from now on: the meeting's frame changed (C1).
+    Receives {
+        peer: PeerId,
+        receives: Receives,
+    },
+    /// Open or close the peer's floor gate (C4).
+    Floor {
+        peer: PeerId,
+        open: bool,
     },
 }
 
@@ -75,6 +87,10 @@ pub enum MediaEvent {
     SendVideo {
         peer: PeerId,
         on: bool,
+    },
+    /// The peer speaks while its gate is closed: nobody hears it (C4; R4 may record it).
+    UnheardSpeech {
+        peer: PeerId,
     },
 }
 
@@ -130,9 +146,10 @@ impl MediaRouter {
                 st.peers_per_worker[w] += 1;
                 Some(w)
             }
-            MediaCmd::Answer { peer, .. } | MediaCmd::View { peer, .. } => {
-                st.peer_worker.get(peer).map(|(w, _)| *w)
-            }
+            MediaCmd::Answer { peer, .. }
+            | MediaCmd::View { peer, .. }
+            | MediaCmd::Receives { peer, .. }
+            | MediaCmd::Floor { peer, .. } => st.peer_worker.get(peer).map(|(w, _)| *w),
             MediaCmd::RemovePeer { peer } => {
                 let w = st.peer_worker.get(peer).map(|(w, _)| *w);
                 st.forget(*peer);
@@ -270,10 +287,12 @@ pub async fn run(
     // Arrival stamps of the datagrams handled since the last flush (a batch at most).
     let mut arrivals: Vec<Duration> = Vec::with_capacity(BATCH);
     let (mut turn, mut waiting) = (Turn::default(), Turn::default());
-    if delay.is_some() {
-        if let Err(e) = enable_arrival_stamps(&socket) {
-            tracing::warn!("udp arrival stamps: {e}; the server delay will not be measured");
-        }
+    // The arrival stamps time what each sender is told of its packets (TWCC, see
+    // `Conference::handle_receive_batch`) and measure the server's delay.
+    if let Err(e) = enable_arrival_stamps(&socket) {
+        tracing::warn!(
+            "udp arrival stamps: {e}; packets are timed when handled and the server delay is not measured"
+        );
     }
     // Flush, then account the delay of the datagrams handled since the last flush: what they
     // caused has left with it (forwarded packets leave in the call that received them).
@@ -314,7 +333,9 @@ pub async fn run(
                                 }
                                 waiting.commit(&h.waiting);
                             }
-                            conf.handle_receive_batch(Instant::now(), destination, rx.datagrams());
+                            let now = Instant::now();
+                            let arrived = rx.datagrams_at(now, hnth_net::realtime());
+                            conf.handle_receive_batch(now, destination, arrived);
                             if n < BATCH {
                                 break;
                             }
@@ -353,10 +374,9 @@ fn apply(conf: &mut Conference, cmd: MediaCmd, events: &UnboundedSender<MediaEve
             meeting,
             stream,
             sdp,
-            monitor,
+            setup,
         } => {
-            let view = monitor.then(|| conf.config().monitor_view);
-            let r = conf.add_peer_viewing(now, peer, meeting, &stream, &sdp, view);
+            let r = conf.add_peer_with(now, peer, meeting, &stream, &sdp, setup);
             (peer, r, true)
         }
         MediaCmd::Answer { peer, seq, sdp } => {
@@ -367,6 +387,13 @@ fn apply(conf: &mut Conference, cmd: MediaCmd, events: &UnboundedSender<MediaEve
         MediaCmd::View { peer, heights } => {
             (peer, conf.set_view(now, peer, &heights).or(Ok(())), false)
         }
+        // So is a frame or a floor for a peer that has just left.
+        MediaCmd::Receives { peer, receives } => (
+            peer,
+            conf.set_receives(now, peer, receives).or(Ok(())),
+            false,
+        ),
+        MediaCmd::Floor { peer, open } => (peer, conf.set_floor(peer, open).or(Ok(())), false),
     };
     if let Err(error) = result {
         let _ = events.send(MediaEvent::Refused { peer, error, fatal });
@@ -392,6 +419,7 @@ fn flush(
             Output::PeerClosed { peer, reason } => MediaEvent::Closed { peer, reason },
             Output::Stats(s) => MediaEvent::Stats(s),
             Output::SendVideo { peer, on } => MediaEvent::SendVideo { peer, on },
+            Output::UnheardSpeech { peer } => MediaEvent::UnheardSpeech { peer },
         };
         let _ = events.send(ev);
     }
@@ -419,7 +447,10 @@ mod tests {
             meeting,
             stream: format!("s{peer}"),
             sdp: String::new(),
-            monitor: false,
+            setup: PeerSetup {
+                receives: Receives::FirstJoined(8),
+                heard: true,
+            },
         }
     }
 
@@ -432,7 +463,9 @@ mod tests {
                     MediaCmd::AddPeer { peer, .. }
                     | MediaCmd::Answer { peer, .. }
                     | MediaCmd::RemovePeer { peer }
-                    | MediaCmd::View { peer, .. } => peer,
+                    | MediaCmd::View { peer, .. }
+                    | MediaCmd::Receives { peer, .. }
+                    | MediaCmd::Floor { peer, .. } => peer,
                 };
                 got.push((w, peer));
             }

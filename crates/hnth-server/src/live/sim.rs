@@ -13,54 +13,54 @@ use std::time::{Duration, Instant};
 use hnth_media::clip::{Clip, ClipError};
 use hnth_media::testing::{SiteConfig, SyntheticSite};
 use serde_json::{json, Value};
-use sqlx::SqlitePool;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::unbounded_channel;
 
-use crate::auth::{self, Account};
-use crate::signaling::Hub;
+use crate::live::signaling::Hub;
+use crate::store::accounts::Account;
+use crate::store::{self, Db};
 
 /// The embedded media: (site code, VP8 clip as IVF, Opus beep as Ogg).
 const ASSETS: &[(&str, &[u8], &[u8])] = &[
     (
         "tinh-uy",
-        include_bytes!("../assets/sim/tinh-uy.ivf"),
-        include_bytes!("../assets/sim/tinh-uy.opus"),
+        include_bytes!("../../assets/sim/tinh-uy.ivf"),
+        include_bytes!("../../assets/sim/tinh-uy.opus"),
     ),
     (
         "tp-bac-lieu",
-        include_bytes!("../assets/sim/tp-bac-lieu.ivf"),
-        include_bytes!("../assets/sim/tp-bac-lieu.opus"),
+        include_bytes!("../../assets/sim/tp-bac-lieu.ivf"),
+        include_bytes!("../../assets/sim/tp-bac-lieu.opus"),
     ),
     (
         "tx-gia-rai",
-        include_bytes!("../assets/sim/tx-gia-rai.ivf"),
-        include_bytes!("../assets/sim/tx-gia-rai.opus"),
+        include_bytes!("../../assets/sim/tx-gia-rai.ivf"),
+        include_bytes!("../../assets/sim/tx-gia-rai.opus"),
     ),
     (
         "hong-dan",
-        include_bytes!("../assets/sim/hong-dan.ivf"),
-        include_bytes!("../assets/sim/hong-dan.opus"),
+        include_bytes!("../../assets/sim/hong-dan.ivf"),
+        include_bytes!("../../assets/sim/hong-dan.opus"),
     ),
     (
         "phuoc-long",
-        include_bytes!("../assets/sim/phuoc-long.ivf"),
-        include_bytes!("../assets/sim/phuoc-long.opus"),
+        include_bytes!("../../assets/sim/phuoc-long.ivf"),
+        include_bytes!("../../assets/sim/phuoc-long.opus"),
     ),
     (
         "vinh-loi",
-        include_bytes!("../assets/sim/vinh-loi.ivf"),
-        include_bytes!("../assets/sim/vinh-loi.opus"),
+        include_bytes!("../../assets/sim/vinh-loi.ivf"),
+        include_bytes!("../../assets/sim/vinh-loi.opus"),
     ),
     (
         "hoa-binh",
-        include_bytes!("../assets/sim/hoa-binh.ivf"),
-        include_bytes!("../assets/sim/hoa-binh.opus"),
+        include_bytes!("../../assets/sim/hoa-binh.ivf"),
+        include_bytes!("../../assets/sim/hoa-binh.opus"),
     ),
     (
         "dong-hai",
-        include_bytes!("../assets/sim/dong-hai.ivf"),
-        include_bytes!("../assets/sim/dong-hai.opus"),
+        include_bytes!("../../assets/sim/dong-hai.ivf"),
+        include_bytes!("../../assets/sim/dong-hai.opus"),
     ),
 ];
 
@@ -158,7 +158,7 @@ impl MediaRoute {
 /// Returns the names of the sites started.
 pub async fn start(
     hub: Arc<Hub>,
-    db: &SqlitePool,
+    db: &Db,
     codes: &[String],
     route: MediaRoute,
 ) -> anyhow::Result<Vec<String>> {
@@ -170,22 +170,12 @@ pub async fn start(
             None => anyhow::bail!("simulated site {code}: no embedded clip"),
         };
         let username = format!("dc-{code}");
-        let id: Option<(i64,)> = sqlx::query_as(
-            "SELECT a.id FROM accounts a JOIN sites s ON s.id = a.site_id \
-             WHERE a.username = ? AND s.code = ? AND a.role = 'site_device'",
-        )
-        .bind(&username)
-        .bind(code)
-        .fetch_optional(db)
-        .await?;
-        let account = match id {
-            Some((id,)) => auth::account_by_id(db, id).await,
-            None => None,
-        }
-        .ok_or_else(|| {
-            anyhow::anyhow!("simulated site {code}: no site device account '{username}'")
-        })?;
-        let name = db::site_name(db, account.site_id).await;
+        let account = store::accounts::site_device(db, &username, code)
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!("simulated site {code}: no site device account '{username}'")
+            })?;
+        let name = site_name(db, account.site_id).await;
         tracing::info!(
             site = %code,
             account = %username,
@@ -199,17 +189,15 @@ pub async fn start(
     Ok(names)
 }
 
-mod db {
-    use sqlx::SqlitePool;
-
-    pub async fn site_name(db: &SqlitePool, site: Option<i64>) -> String {
-        let row: Option<(String,)> = sqlx::query_as("SELECT name FROM sites WHERE id = ?")
-            .bind(site)
-            .fetch_optional(db)
+/// A site's name ("" if it has none or cannot be read: it only names the site in the log).
+async fn site_name(db: &Db, site: Option<i64>) -> String {
+    match site {
+        Some(id) => store::registry::site_name(db, id)
             .await
             .ok()
-            .flatten();
-        row.map(|r| r.0).unwrap_or_default()
+            .flatten()
+            .unwrap_or_default(),
+        None => String::new(),
     }
 }
 
@@ -496,12 +484,14 @@ mod tests {
     /// the simulated site notices, asks to rejoin and is connected again without a new dial.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dialed_simulated_site_sends_its_clip_and_rejoins_after_a_drop() {
-        use crate::driver::{self, MediaCmd};
+        use crate::live::driver::{self, MediaCmd};
         use tokio::sync::mpsc::UnboundedReceiver;
         use tokio::time::Instant as TInstant;
 
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::db::open(&dir.path().join("hnth.db")).await.unwrap();
+        let db = crate::store::open(&dir.path().join("hnth.db"))
+            .await
+            .unwrap();
         crate::demo::seed(&db, "Sim-test-2024!").await.unwrap();
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let media = socket.local_addr().unwrap();
@@ -512,9 +502,14 @@ mod tests {
         let (cmd_tx, cmd_rx) = unbounded_channel();
         let (ev_tx, mut ev_rx) = unbounded_channel();
         tokio::spawn(driver::run(socket, media, conf, cmd_rx, ev_tx, None));
-        let hub = Hub::new(db.clone(), driver::MediaRouter::new(vec![cmd_tx.clone()]))
-            .await
-            .unwrap();
+        let hub = Hub::new(
+            db.clone(),
+            driver::MediaRouter::new(vec![cmd_tx.clone()]),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
         let h = hub.clone();
         tokio::spawn(async move {
             while let Some(ev) = ev_rx.recv().await {
@@ -531,12 +526,11 @@ mod tests {
         .unwrap();
         assert_eq!(started, ["Văn phòng Tỉnh ủy", "Thành phố Bạc Liêu"]);
 
-        let (op_id,): (i64,) =
-            sqlx::query_as("SELECT id FROM accounts WHERE username = 'dieuhanh'")
-                .fetch_one(&db)
-                .await
-                .unwrap();
-        let operator = auth::account_by_id(&db, op_id).await.unwrap();
+        let op_id = store::accounts::id_by_username(&db, "dieuhanh")
+            .await
+            .unwrap()
+            .unwrap();
+        let operator = store::accounts::active(&db, op_id).await.unwrap().unwrap();
         let (tx, mut rx) = unbounded_channel::<String>();
         let conn = hub.register(operator, tx);
 
