@@ -9,8 +9,42 @@ export function t(key, vars = {}) {
   return s;
 }
 
-/** The Vietnamese (or English) text for an error message from the server. */
+// Numbers the page's language's way: 1.234,5 in Vietnamese, 1,234.5 in English (the server's
+// `num` filter does the same in the templates).
+const LOCALE = document.documentElement.lang === 'en' ? 'en-US' : 'vi-VN';
+const NUMBER_FORMATS = new Map();
+
+export function formatNumber(value, digits = 0) {
+  let f = NUMBER_FORMATS.get(digits);
+  if (!f) {
+    f = new Intl.NumberFormat(LOCALE, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    NUMBER_FORMATS.set(digits, f);
+  }
+  return f.format(value);
+}
+
+// Times of day as the province reads them: 24-hour, Asia/Ho_Chi_Minh, whatever the browser's zone.
+const TIME = new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Ho_Chi_Minh', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+
+/** "09:05" for an RFC 3339 instant. */
+export function formatTime(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? '' : TIME.format(d);
+}
+
+/** A waiting time: "0:42", "12:05", "1:02:10". */
+export function formatWait(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const mm = String(Math.floor(s / 60) % 60).padStart(2, '0');
+  const ss = String(s % 60).padStart(2, '0');
+  return s >= 3600 ? `${Math.floor(s / 3600)}:${mm}:${ss}` : `${Math.floor(s / 60)}:${ss}`;
+}
+
+/** The Vietnamese (or English) text for an error message from the server. A refusal of the
+ * regulation carries its own Vietnamese reason with the article (`message_vi`): a Vietnamese
+ * page shows that rather than a generic line. */
 export function errorText(msg) {
+  if (LOCALE === 'vi-VN' && msg.message_vi) return msg.message_vi;
   return T[`err_${msg.code}_${msg.article}`] || T[`err_${msg.code}`] || msg.message;
 }
 
@@ -21,10 +55,137 @@ const ENCODINGS = [
   { rid: 'f', maxBitrate: 1_500_000 },
 ];
 
+// Where each cell of a named layout sits on the screen: [column, row, width, height] on a grid
+// of `cols` × `rows` equal tracks, largest cell first (the order of a `frame`'s cells). The
+// whole frame is 16:9 (or `aspect`), so that every cell is 16:9 and no picture is letterboxed.
+const equal = (n) => ({
+  cols: n,
+  rows: n,
+  cells: Array.from({ length: n * n }, (_, i) => [(i % n) + 1, Math.floor(i / n) + 1, 1, 1]),
+});
+const ring = (cols, row, from = 1) => Array.from({ length: cols }, (_, i) => [from + i, row, 1, 1]);
+export const LAYOUTS = {
+  '1x1': equal(1),
+  '2x2': equal(2),
+  '3x3': equal(3),
+  '4x4': equal(4),
+  '1+5': { cols: 3, rows: 3, cells: [[1, 1, 2, 2], [3, 1, 1, 1], [3, 2, 1, 1], ...ring(3, 3)] },
+  '1+7': { cols: 4, rows: 4, cells: [[1, 1, 3, 3], [4, 1, 1, 1], [4, 2, 1, 1], [4, 3, 1, 1], ...ring(4, 4)] },
+  '2+8': { cols: 4, rows: 4, cells: [[1, 1, 2, 2], [3, 1, 2, 2], ...ring(4, 3), ...ring(4, 4)] },
+  '1+12': {
+    cols: 4,
+    rows: 4,
+    cells: [[2, 2, 2, 2], ...ring(4, 1), [1, 2, 1, 1], [4, 2, 1, 1], [1, 3, 1, 1], [4, 3, 1, 1], ...ring(4, 4)],
+  },
+  // The floor holder over a strip of the others: a little taller than 16:9.
+  speaker: { cols: 7, rows: 8, aspect: (16 / 9) * (7 / 8), cells: [[1, 1, 7, 7], ...ring(7, 8)] },
+  lecture: equal(1),
+};
+
+function shapeOf(layout, count) {
+  const known = LAYOUTS[layout];
+  if (known && known.cells.length >= count) return known;
+  return equal(Math.max(1, Math.ceil(Math.sqrt(count))));
+}
+
+/**
+ * Lays out a `frame` (`{layout, cells: [{site, name, stream, size}]}`, docs/SIGNALING.md) in
+ * `container`, a CSS grid: one `figure` per cell, in its place of the layout, with the site's
+ * name on it. A cell whose site has a picture shows it (`streamOf(cell)`: a MediaStream or
+ * null); a site without one, or not connected, shows a calm placeholder with its name; an empty
+ * cell shows nothing. Videos are muted: the page plays each site's sound apart, so that a site
+ * is heard whether or not it is on the screen. Figures are kept per site from one frame to the
+ * next, so a site that moves to another cell keeps playing.
+ *
+ * `selfSite`: this screen's own site (its cell is marked); `floor`: the sites holding the
+ * floor (their cells are marked); `onVideo(video)`: called once for each new video element.
+ */
+export function renderFrame(container, frame, { streamOf = () => null, selfSite = null, floor = [], onVideo = null } = {}) {
+  const cells = (frame && frame.cells) || [];
+  const shape = shapeOf(frame && frame.layout, cells.length);
+  container.classList.add('frame');
+  container.dataset.layout = (frame && frame.layout) || '';
+  container.style.setProperty('--frame-cols', shape.cols);
+  container.style.setProperty('--frame-rows', shape.rows);
+  container.style.setProperty('--frame-aspect', shape.aspect || 16 / 9);
+  const keep = new Set();
+  cells.forEach((cell, i) => {
+    const key = cell.site === null || cell.site === undefined ? `empty-${i}` : `site-${cell.site}`;
+    keep.add(key);
+    let fig = container.querySelector(`:scope > figure[data-key="${key}"]`);
+    if (!fig) {
+      fig = frameCell(key, cell, onVideo);
+      container.append(fig);
+    }
+    const [col, row, w, h] = shape.cells[i];
+    fig.style.gridArea = `${row} / ${col} / span ${h} / span ${w}`;
+    fig.dataset.cell = i;
+    fig.dataset.size = cell.size;
+    if (cell.site === null || cell.site === undefined) return;
+    const self = cell.site === selfSite;
+    const stream = streamOf(cell);
+    fig.classList.toggle('self', self);
+    fig.classList.toggle('floor', floor.includes(cell.site));
+    fig.classList.toggle('offline', !cell.stream && !self);
+    fig.classList.toggle('no-video', !stream);
+    // What `view` reports: the height of every remote picture on the screen.
+    if (cell.stream && !self) fig.dataset.stream = cell.stream;
+    else delete fig.dataset.stream;
+    const name = cell.name || `#${cell.site}`;
+    fig.querySelector('figcaption .name').textContent = self ? `${name} (${t('site_cell_self')})` : name;
+    fig.querySelector('.placeholder .name').textContent = name;
+    fig.querySelector('.placeholder .why').textContent = cell.stream || self ? '' : t('site_cell_offline');
+    const video = fig.querySelector('video');
+    if (video.srcObject !== stream) {
+      video.srcObject = stream;
+      if (stream) video.play().catch(() => {});
+    }
+  });
+  for (const fig of [...container.querySelectorAll(':scope > figure')]) {
+    if (!keep.has(fig.dataset.key)) fig.remove();
+  }
+}
+
+function frameCell(key, cell, onVideo) {
+  const fig = document.createElement('figure');
+  fig.className = 'cell';
+  fig.dataset.key = key;
+  if (cell.site === null || cell.site === undefined) {
+    fig.classList.add('empty');
+    return fig;
+  }
+  fig.dataset.site = cell.site;
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.playsInline = true;
+  video.muted = true;
+  const placeholder = document.createElement('div');
+  placeholder.className = 'placeholder';
+  placeholder.innerHTML = '<span class="name"></span><span class="why"></span>';
+  const caption = document.createElement('figcaption');
+  caption.innerHTML = `<span class="mic" aria-hidden="true">${MIC_SVG}</span><span class="name"></span>`
+    + `<span class="floor-badge">${escapeHtml(t('site_cell_floor'))}</span>`;
+  fig.append(video, placeholder, caption);
+  if (onVideo) onVideo(video);
+  return fig;
+}
+
+const MIC_SVG = '<svg viewBox="0 0 24 24" width="1em" height="1em"><path fill="currentColor" d="M12 14a3 3 0 0 0 3-3V5a3 3 0 0 0-6 0v6a3 3 0 0 0 3 3zm5-3a5 5 0 0 1-10 0H5a7 7 0 0 0 6 6.92V21h2v-3.08A7 7 0 0 0 19 11z"/></svg>';
+
+export function escapeHtml(s) {
+  return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+}
+
 export class Live {
-  constructor({ grid, onMessage, onError, onConnection }) {
+  /**
+   * `grid`: where the pictures go. By default a tile per participant (the console); with
+   * `frame: true`, the frame the control center sets for this screen (C1, the site app), with
+   * each site's sound played apart from the pictures.
+   */
+  constructor({ grid, frame = false, onMessage, onError, onConnection }) {
     this.grid = grid;
-    this.onMessage = onMessage;
+    this.frameMode = frame;
+    this.onMessage = onMessage || (() => {});
     this.onError = onError || (() => {});
     this.onConnection = onConnection || (() => {});
     this.queue = Promise.resolve();
@@ -34,12 +195,15 @@ export class Live {
     // The view last told to the server (see sendView).
     this.viewSent = '';
     this.viewTimer = null;
+    this.audio = null;
     this.resizer = typeof ResizeObserver === 'function' ? new ResizeObserver(() => this.scheduleView()) : null;
     document.addEventListener('visibilitychange', () => this.scheduleView());
-    // What tests and operators can inspect from the browser console.
+    // What tests and operators can inspect from the browser console: `last` holds the last
+    // message of each type; `states` each followed meeting's `meeting_state`.
     this.hnth = window.hnth = {
       ws: null, pc: null, streams: new Map(), participants: [], state: 'idle', errors: [],
       meeting: null, view: [], send: (m) => this.send(m),
+      site: null, frame: null, states: {}, last: {},
     };
   }
 
@@ -68,7 +232,28 @@ export class Live {
 
   async handle(msg) {
     const pc = this.hnth.pc;
+    if (msg.type !== 'stats') this.hnth.last[msg.type] = msg;
     switch (msg.type) {
+      case 'welcome':
+        this.hnth.site = msg.site || null;
+        if (!msg.meeting) this.hnth.frame = null;
+        break;
+      case 'frame':
+        this.hnth.frame = msg;
+        this.syncTiles();
+        break;
+      case 'meeting_state':
+        this.hnth.states[msg.meeting] = msg;
+        // The floor holders' cells are marked.
+        if (this.hnth.frame && this.hnth.frame.meeting === msg.meeting) this.syncTiles();
+        break;
+      case 'meeting_closed':
+        delete this.hnth.states[msg.meeting];
+        break;
+      case 'leave':
+        delete this.hnth.states[msg.meeting];
+        this.hnth.frame = null;
+        break;
       case 'answer':
         if (pc) await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
         return;
@@ -162,7 +347,8 @@ export class Live {
         this.send({ type: 'media_lost', meeting: meeting.id });
       }
     };
-    this.tile('self', local, true);
+    // A frame shows our own camera in our own cell, if we have one.
+    if (!this.frameMode) this.tile('self', local, true);
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     this.send({ type: 'offer', meeting: meeting.id, sdp: offer.sdp });
@@ -175,11 +361,19 @@ export class Live {
     this.hnth.streams.clear();
     this.hnth.meeting = null;
     if (this.grid) this.grid.replaceChildren();
+    if (this.audio) this.audio.replaceChildren();
+    // The frame stays: a new media session of the same meeting (a reload, a lost link) shows
+    // it as soon as the pictures are back; `leave` ends it.
   }
 
-  /** One tile per remote participant still in the meeting, labelled with the site's name. */
+  /** One tile per remote participant still in the meeting, labelled with the site's name; or,
+   * in frame mode, the frame's cells and every participant's sound. */
   syncTiles() {
     if (!this.grid) return;
+    if (this.frameMode) {
+      this.syncFrame();
+      return;
+    }
     const live = new Set(this.hnth.participants.map((p) => p.stream));
     for (const el of [...this.grid.querySelectorAll('figure[data-stream]')]) {
       const id = el.dataset.stream;
@@ -193,6 +387,50 @@ export class Live {
     this.grid.style.setProperty('--cols', Math.max(1, Math.ceil(Math.sqrt(remote))));
     this.grid.dataset.count = remote;
     this.scheduleView();
+  }
+
+  syncFrame() {
+    const f = this.hnth.frame;
+    if (!f || !this.hnth.pc) {
+      this.grid.replaceChildren();
+      delete this.grid.dataset.layout;
+    } else {
+      const me = this.hnth.site ? this.hnth.site.id : null;
+      const state = this.hnth.states[f.meeting];
+      renderFrame(this.grid, f, {
+        streamOf: (cell) => (cell.site === me ? this.local : (cell.stream && this.hnth.streams.get(cell.stream)) || null),
+        selfSite: me,
+        floor: state ? state.floor : [],
+        onVideo: (video) => this.resizer && this.resizer.observe(video),
+      });
+    }
+    this.syncAudio();
+    this.scheduleView();
+  }
+
+  /** Every other participant's sound, whether or not its picture is on the screen: the server
+   * decides who is heard (C4). */
+  syncAudio() {
+    if (!this.audio) {
+      this.audio = document.createElement('div');
+      this.audio.className = 'audio-sink';
+      this.audio.hidden = true;
+      document.body.append(this.audio);
+    }
+    const live = new Set(this.hnth.participants.map((p) => p.stream));
+    for (const el of [...this.audio.children]) {
+      const id = el.dataset.stream;
+      if (!live.has(id) || this.hnth.streams.get(id) !== el.srcObject) el.remove();
+    }
+    for (const [id, stream] of this.hnth.streams) {
+      if (!live.has(id) || this.audio.querySelector(`audio[data-stream="${CSS.escape(id)}"]`)) continue;
+      const el = document.createElement('audio');
+      el.autoplay = true;
+      el.dataset.stream = id;
+      el.srcObject = stream;
+      this.audio.append(el);
+      el.play().catch(() => this.needsClick(el));
+    }
   }
 
   scheduleView() {
