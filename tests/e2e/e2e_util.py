@@ -8,6 +8,7 @@ Rules followed here (project non-negotiables):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -204,6 +205,29 @@ return {
 
 
 # --------------------------------------------------------------------------------------------
+# Scenarios
+
+
+class Steps:
+    """The consecutive steps of one scenario (the tests of a module, in file order): once a step
+    fails, each later one fails at once, naming it."""
+
+    def __init__(self) -> None:
+        self.failed: str | None = None
+
+    @contextlib.contextmanager
+    def step(self, name: str):
+        import pytest
+        if self.failed:
+            pytest.fail(f"not run: earlier step {self.failed!r} failed", pytrace=False)
+        try:
+            yield
+        except BaseException:
+            self.failed = name
+            raise
+
+
+# --------------------------------------------------------------------------------------------
 # Browsers
 
 
@@ -256,7 +280,15 @@ class Page:
         return [f"{e.get('level')} {e.get('message')}" for e in entries[-last:]]
 
     # ---- navigation
-    def login(self, username: str, password: str, expect_path: str) -> None:
+    def path(self) -> str:
+        return urllib.parse.urlparse(self.driver.current_url).path
+
+    def text(self) -> str:
+        """What the page shows (document.body.innerText)."""
+        return self.js("return document.body ? document.body.innerText : ''") or ""
+
+    def sign_in(self, username: str, password: str, expect_path: str | None = None) -> None:
+        """Log in through the login form; wait to land on `expect_path` (or anywhere but /login)."""
         self.user = username
         self.driver.get(self.base + "/login")
         wait_for(lambda: self.driver.find_elements(By.CSS_SELECTOR, "input[name=username]"),
@@ -268,11 +300,22 @@ class Page:
         p.clear()
         p.send_keys(password)
         self.driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait_for(lambda: urllib.parse.urlparse(self.driver.current_url).path.rstrip("/") == expect_path,
-                 T_PAGE, f"{self.name}: login as {username} to land on {expect_path}",
-                 detail=lambda: {"url": self.driver.current_url,
-                                 "body": self.js("return document.body ? document.body.innerText.slice(0, 400) : ''")})
+        landed = (lambda: self.path().rstrip("/") == expect_path) if expect_path else \
+            (lambda: self.path() not in ("/login", ""))
+        wait_for(landed, T_PAGE, f"{self.name}: login as {username} to land on {expect_path or 'a page'}",
+                 detail=lambda: {"url": self.driver.current_url, "body": self.text()[:400]})
+
+    def login(self, username: str, password: str, expect_path: str) -> None:
+        """Log in and wait for the live page (console, site app) to open its WebSocket."""
+        self.sign_in(username, password, expect_path)
         self.wait_live_page()
+
+    def open(self, path: str, ready_css: str) -> None:
+        """Load `path` and wait until an element `ready_css` is there."""
+        self.driver.get(self.base + path)
+        wait_for(lambda: self.driver.find_elements(By.CSS_SELECTOR, ready_css), T_PAGE,
+                 f"{self.name}: {ready_css} on {path}", detail=lambda: {"url": self.driver.current_url,
+                                                                      "body": self.text()[:400]})
 
     def wait_live_page(self) -> None:
         wait_for(lambda: self.js("return !!(window.hnth && window.hnth.ws && window.hnth.ws.readyState === 1 "
@@ -340,6 +383,12 @@ class BrowserFactory:
         page.login(f"dc-{code}", self.password, "/site")
         return page
 
+    def __enter__(self) -> "BrowserFactory":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.quit_all()
+
     def quit_all(self) -> None:
         import shutil
 
@@ -390,6 +439,96 @@ def wait_presence(console: Page, site_id: int, want: str, label: str, timeout: f
 
 def new_errors(page: Page, since: int) -> list[dict]:
     return page.errors()[since:]
+
+
+def console_state(console: Page) -> dict | None:
+    """The `meeting_state` of the meeting the console follows (window.hnth.meetingState)."""
+    return console.hnth("meetingState")
+
+
+def wait_console_state(console: Page, cond: Callable[[dict], Any], what: str, timeout: float = T_SIGNAL) -> dict:
+    """Waits until the console's meeting_state satisfies `cond`; returns that state."""
+    def ok():
+        st = console_state(console)
+        return st if st and cond(st) else None
+    return wait_for(ok, timeout, f"console: meeting_state where {what}", detail=lambda: console_state(console))
+
+
+def wait_console_meeting(console: Page) -> dict:
+    """The console's media in the meeting it just entered: window.hnth.meeting and its state."""
+    m = wait_for(lambda: console.hnth("meeting"), T_SIGNAL, "console: window.hnth.meeting", detail=console.summary)
+    console.wait_state("in_meeting")
+    wait_console_state(console, lambda st: st["meeting"] == m["id"], f"the state of meeting {m['id']}")
+    return m
+
+
+def open_booking(console: Page, booking: int) -> dict:
+    """The operator opens a booking's meeting from today's list ("Mở cuộc họp")."""
+    console.js("document.getElementById('today').open = true;")
+    console.click(f'#bookings li[data-booking="{booking}"] button.open-booking')
+    return wait_console_meeting(console)
+
+
+def open_emergency(console: Page, title: str, sites: list[int] | None = None) -> dict:
+    """The operator opens an emergency from its form: `sites` ticked (None: as the form ticks
+    them, every online site), confirmed."""
+    from selenium.webdriver.common.by import By
+    console.js("document.getElementById('today').open = true;")
+    field = console.driver.find_element(By.CSS_SELECTOR, "#em-title")
+    field.clear()
+    field.send_keys(title)
+    if sites is not None:
+        for box in console.driver.find_elements(By.CSS_SELECTOR, '#em-sites input[name="em-site"]'):
+            if box.is_selected() != (int(box.get_attribute("value")) in sites):
+                box.click()
+    console.click_and_confirm("#em-open")
+    return wait_console_meeting(console)
+
+
+def floor_button(site: int) -> str:
+    return f'#site-rows tr[data-site-id="{site}"] button.floor-button'
+
+
+def set_floor(console: Page, site: int, give: bool) -> dict:
+    """The operator gives ("Mời phát biểu") or takes back ("Thu hồi") a site's floor (C4)."""
+    want = "give_floor" if give else "take_floor"
+    console.click(f'{floor_button(site)}[data-command="{want}"]')
+    return wait_console_state(console, lambda st: (site in st["floor"]) == give,
+                              f"site {site} {'holds' if give else 'no longer holds'} the floor")
+
+
+def set_switch(console: Page, css: str, on: bool, field: str) -> dict:
+    """Ticks or unticks one of the console's switches (#debate, #lecture) and waits for the state."""
+    from selenium.webdriver.common.by import By
+    box = wait_for(lambda: console._enabled(css), T_SIGNAL, f"console: enabled {css}")
+    if box.is_selected() != on:
+        box.click()
+    return wait_console_state(console, lambda st: st[field] == on, f"{field} == {on}")
+
+
+# A drag and drop as a person's mouse makes it (WebDriver cannot drive HTML5 drag and drop):
+# dragstart on the source, dragover and drop on the target, one DataTransfer between them.
+JS_DRAG = """
+const [from, to] = arguments;
+const dt = new DataTransfer();
+const fire = (el, type) => el.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: dt}));
+fire(from, 'dragstart');
+fire(to, 'dragenter');
+fire(to, 'dragover');
+fire(to, 'drop');
+fire(from, 'dragend');
+return dt.getData('text/plain');
+"""
+
+
+def drag_site_to_cell(console: Page, site: int, cell: int) -> None:
+    """Drags a site's chip from the console's list onto cell `cell` of the frame's preview."""
+    from selenium.webdriver.common.by import By
+    chip = wait_for(lambda: console._enabled(f'#palette .chip[data-site="{site}"][draggable="true"]'), T_SIGNAL,
+                    f"console: a draggable chip of site {site}")
+    target = console.driver.find_element(By.CSS_SELECTOR, f'#preview .cell[data-index="{cell}"]')
+    dragged = console.js(JS_DRAG, chip, target)
+    assert dragged == str(site), f"the chip carried {dragged!r}, not site {site}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -556,6 +695,46 @@ def wait_decoding(page: Page, stream_of: Callable[[], str | None], label: str, m
 
     wait_for(cond, timeout, f"{page.name}: decoding {label} (framesDecoded rising"
              + (", audio energy > 0)" if audio else ")"), detail=lambda: f"{st['why']}\n{st['last']}")
+
+
+def audio_from(page: Page, sid: str) -> dict:
+    """What `page` decoded of stream `sid`'s sound: packetsReceived, totalAudioEnergy (0 if none)."""
+    return ((page.stream_stats()["streams"].get(sid) or {}).get("audio")) or {}
+
+
+def wait_heard(listener: Page, sid: str, label: str, timeout: float = T_MEDIA) -> None:
+    """`listener` decodes `sid`'s sound: its packets and its energy rise."""
+    before = audio_from(listener, sid)
+    wait_for(lambda: (lambda a: a.get("packetsReceived", 0) > before.get("packetsReceived", 0) + 50
+                      and a.get("totalAudioEnergy", 0) > before.get("totalAudioEnergy", 0))(audio_from(listener, sid)),
+             timeout, f"{listener.name}: {label}'s sound decoded (packets and energy rising)",
+             detail=lambda: f"before {before}, now {audio_from(listener, sid)}\n{describe_stats(listener.stream_stats())}")
+
+
+def wait_silent(listener: Page, sid: str, label: str, never: bool = False, quiet_for: float = 3.0,
+                min_frames: int = 10, timeout: float = T_MEDIA) -> None:
+    """`listener` gets none of `sid`'s sound for `quiet_for` seconds (no audio packet arrives; with
+    `never`, none ever arrived) while that site's video keeps decoding (`min_frames` more): the
+    silence is the server's gate, not a dead connection."""
+    st: dict[str, Any] = {"key": None, "since": None, "frames": 0, "last": None}
+
+    def ok():
+        stats = listener.stream_stats()
+        e = stats["streams"].get(sid) or {}
+        a = e.get("audio") or {}
+        frames = (e.get("video") or {}).get("framesDecoded", 0)
+        st["last"] = describe_stats(stats)
+        if never and (a.get("packetsReceived", 0) or a.get("totalAudioEnergy", 0)):
+            raise Abort(f"{listener.name} received sound of {label} before it was given the floor: {a}")
+        key = (a.get("packetsReceived", 0), a.get("totalAudioEnergy", 0))
+        now = time.monotonic()
+        if key != st["key"]:
+            st.update(key=key, since=now, frames=frames)
+            return False
+        return now - st["since"] >= quiet_for and frames >= st["frames"] + min_frames
+
+    wait_for(ok, timeout, f"{listener.name}: no sound of {label} for {quiet_for:.0f} s while its video decodes",
+             detail=lambda: st["last"])
 
 
 def stream_for_site(page: Page, site_id: int | None) -> str | None:

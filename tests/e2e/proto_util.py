@@ -6,6 +6,7 @@ Every wait has a deadline (socket timeouts or e2e_util.wait_for); nothing sleeps
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,15 +14,17 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
 import requests
 import websocket  # websocket-client
 
-from e2e_util import NETNS_ADDR, Abort, free_port, http_get, wait_for
+from e2e_util import NETNS_ADDR, Abort, BrowserFactory, free_port, http_get, wait_for
 
 REPO = Path(__file__).resolve().parent.parent.parent
 T_WS = 10.0  # deadline for one expected signaling message
@@ -57,6 +60,13 @@ class OwnServer:
     _log: Any = None
     # More `hnth demo` options, appended to every start (e.g. ["--smtp", "127.0.0.1:2525"]).
     extra_args: list[str] = field(default_factory=list)
+
+    @classmethod
+    def fresh(cls, prefix: str, password: str, extra_args: list[str] | None = None) -> "OwnServer":
+        """A server (not started yet) with a new data folder and log folder under /tmp."""
+        data = tempfile.mkdtemp(prefix=f"hnth-{prefix}-data-")
+        logs = tempfile.mkdtemp(prefix=f"hnth-{prefix}-log-")
+        return cls(data_dir=data, password=password, log_path=f"{logs}/server.log", extra_args=extra_args or [])
 
     @property
     def base(self) -> str:
@@ -122,6 +132,43 @@ class OwnServer:
             con.close()
 
 
+@contextlib.contextmanager
+def own_server(name: str, password: str, extra_args: list[str] | None = None, settings: str | None = None):
+    """A started OwnServer with fresh data and log directories, stopped at the end (its log kept);
+    `settings`, the text of a settings file (`--config`)."""
+    data = tempfile.mkdtemp(prefix=f"hnth-{name}-data-")
+    logs = tempfile.mkdtemp(prefix=f"hnth-{name}-log-")
+    extra = list(extra_args or [])
+    if settings is not None:
+        path = os.path.join(data, "hnth.toml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(settings)
+        extra += ["--config", path]
+    s = OwnServer(data_dir=data, password=password, log_path=f"{logs}/server.log", extra_args=extra).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        print(f"\n{name}-test server log kept at {s.log_path}")
+
+
+def own_server_fixtures(name: str, password: str, settings: str | None = None):
+    """A test module's `srv` (its own server, with the settings file `settings` if given) and
+    `browsers` (Chromiums on it) fixtures: `srv, browsers = own_server_fixtures("kiosk", PASSWORD)`."""
+
+    @pytest.fixture(scope="module")
+    def srv(inside_netns):
+        with own_server(name, password, settings=settings) as s:
+            yield s
+
+    @pytest.fixture(scope="module")
+    def browsers(srv):
+        with BrowserFactory(base=srv.base, password=password) as f:
+            yield f
+
+    return srv, browsers
+
+
 # --------------------------------------------------------------------------------------------
 # HTTP
 
@@ -161,12 +208,54 @@ def browser_session(base: str, user: str, password: str) -> requests.Session:
     return s
 
 
+# Accounts of every role the demo lacks, for the tests that try every route × role:
+# (username, role, site code, unit code).
+EXTRA_ROLES = [
+    ("kt-hong-dan", "site_technician", "hong-dan", None),
+    ("ct-hong-dan", "chair", "hong-dan", None),
+    ("lanh-dao", "leadership", None, None),
+    ("vnpt-kt", "provider_technician", None, "vnpt"),
+]
+# One account of each role: the demo's and EXTRA_ROLES.
+EVERY_ROLE = ["quantri", "dieuhanh", "so-tttt", "dc-hong-dan", "kt-hong-dan", "ct-hong-dan", "lanh-dao", "vnpt-kt"]
+
+
+def add_accounts(srv: "OwnServer", accounts: list[tuple[str, str, str | None, str | None]]) -> None:
+    """Creates each (username, role, site code, unit code) on /admin/accounts as `quantri`, with the
+    server's password."""
+    admin = browser_session(srv.base, "quantri", srv.password)
+    csrf = csrf_of(admin.get(srv.base + "/admin/accounts", timeout=10).text)
+    for user, role, site, unit in accounts:
+        site_id = srv.query("SELECT id FROM sites WHERE code = ?", site)[0][0] if site else ""
+        unit_id = srv.query("SELECT id FROM units WHERE code = ?", unit)[0][0] if unit else ""
+        r = admin.post(srv.base + "/admin/accounts", timeout=10, data={
+            "csrf": csrf, "username": user, "display_name": user, "role": role,
+            "site": str(site_id), "unit": str(unit_id), "password": srv.password})
+        assert r.status_code == 200 and user in r.text, f"creating {user}: HTTP {r.status_code}"
+
+
 def api_login(base: str, user: str, password: str) -> dict:
     r = session().post(base + "/api/v1/login", json={"username": user, "password": password}, timeout=30)
     assert r.status_code == 200, f"POST /api/v1/login as {user}: HTTP {r.status_code} {r.text[:300]}"
     body = r.json()
     assert body.get("token"), f"no token in {body}"
     return body
+
+
+def assert_api_error(r, status, error=None, rule=None, article=None, field=None):
+    """An error of the JSON API: its status, JSON `{error, message}`, and the code, rule (with its
+    article) and field asked for (the field may be the body's or one of `errors`)."""
+    assert r.status_code == status, f"{r.request.method} {r.url}: HTTP {r.status_code} {r.text[:400]}"
+    assert r.headers["content-type"].startswith("application/json"), (r.headers["content-type"], r.text[:200])
+    b = r.json()
+    assert b["error"] and b["message"], b
+    if error is not None:
+        assert b["error"] == error, b
+    if rule is not None:
+        assert (b.get("rule"), b.get("article")) == (rule, article), b
+    if field is not None:
+        assert b.get("field") == field or field in [e.get("field") for e in b.get("errors", [])], b
+    return b
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,15 +3,17 @@ console and one Chromium site: media must flow both ways and be decoded on both 
 
 from __future__ import annotations
 
-from selenium.webdriver.common.by import By
-
 from aiortc_site import AiortcSite
 from e2e_util import (
     T_MEDIA,
     T_SIGNAL,
     Abort,
+    open_emergency,
+    set_floor,
+    set_switch,
     site_ids,
     stream_for_site,
+    wait_console_state,
     wait_decoding,
     wait_for,
     wait_presence,
@@ -40,20 +42,19 @@ def test_aiortc_site_sends_and_receives(browser_factory, server):
         for code in (CHROME_SITE, AIORTC_SITE):
             wait_presence(console, ids[code], "idle", code)
 
-        title = console.driver.find_element(By.CSS_SELECTOR, "#meeting-title")
-        title.clear()
-        title.send_keys("Họp kiểm thử aiortc")
-        console.click("#open-meeting")
-        meeting = wait_for(lambda: console.hnth("meeting"), T_SIGNAL, "console: window.hnth.meeting",
-                           detail=console.summary)
-        console.wait_state("in_meeting")
-        console.click("#dial-all")
+        meeting = open_emergency(console, "Họp kiểm thử aiortc", sites=[ids[CHROME_SITE], ids[AIORTC_SITE]])
 
         chrome.wait_state("in_meeting")
         wait_for(lambda: _snap(site)["state"] == "in_meeting" and (_snap(site)["meeting"] or {}).get("id") == meeting["id"],
                  T_SIGNAL, f"aiortc site: `join` for meeting {meeting}", detail=lambda: _snap(site))
         wait_for(lambda: _snap(site)["pc"] == "connected", T_MEDIA, "aiortc site: peer connection 'connected'",
                  detail=lambda: _snap(site))
+
+        # Both sites speak (C4: only with the floor): a debate.
+        wait_console_state(console, lambda st: all(s["connected"] for s in st["sites"]), "every site connected", T_MEDIA)
+        set_switch(console, "#debate", True, "debate")
+        for code in (CHROME_SITE, AIORTC_SITE):
+            set_floor(console, ids[code], True)
 
         # 1. the aiortc site decodes video and audio from the console and from the Chromium site
         me = ids[AIORTC_SITE]

@@ -15,7 +15,11 @@
     the start or the sites change, B3 without itself, an approved booking back to submitted with
     change notices over SMTP and its reminders withdrawn), held and closed by the control center,
     the provider's on-duty technician per meeting (L2), and the written notice PDF (type by
-    content, 5 MiB, nothing saved on a refusal, other routes keeping the 256 KiB body limit).
+    content, 5 MiB, nothing saved on a refusal, other routes keeping the 256 KiB body limit);
+  * the form as a user sees it, in Chromium: date and time fields with hints that are not values
+    and a calendar, the written notice dated today in Vietnam, the preparation following the
+    start unless set by hand, every error (fields and rules) at once, the conflict check in its
+    own box (green when free), and the ISO date a date input posts accepted.
 
 The server runs on the real clock, so every date is computed from "now" in Asia/Ho_Chi_Minh and
 chosen clearly on one side of a boundary (the form has minute granularity).
@@ -37,7 +41,6 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
-import urllib.parse
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -46,7 +49,7 @@ from aiosmtpd.controller import Controller
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from e2e_util import T_PAGE, BrowserFactory, Page, free_port, wait_for
+from e2e_util import T_PAGE, Abort, BrowserFactory, Page, free_port, wait_for
 from proto_util import (
     MSG_CSRF_VI,
     MSG_FORBIDDEN_VI,
@@ -339,23 +342,15 @@ def check_ics(text: str, title: str, d: date, start: str, end: str, where: str) 
 
 
 def browser_login(page: Page, user: str) -> None:
-    d = page.driver
-    d.get(page.base + "/login")
-    wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "input[name=username]"), T_PAGE, f"{page.name}: login form")
-    d.find_element(By.CSS_SELECTOR, "input[name=username]").send_keys(user)
-    d.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(PASSWORD)
-    d.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait_for(lambda: urllib.parse.urlparse(d.current_url).path not in ("/login", ""), T_PAGE,
-             f"{page.name}: login as {user} to leave /login",
-             detail=lambda: page.js("return document.body ? document.body.innerText.slice(0, 300) : ''"))
+    page.sign_in(user, PASSWORD)
 
 
 def path_of(page: Page) -> str:
-    return urllib.parse.urlparse(page.driver.current_url).path
+    return page.path()
 
 
 def body_text(page: Page) -> str:
-    return page.js("return document.body ? document.body.innerText : ''") or ""
+    return page.text()
 
 
 def test_browser_register_check_submit_approve_and_download_invitation(srv, ids):
@@ -389,11 +384,11 @@ def test_browser_register_check_submit_approve_and_download_invitation(srv, ids)
         drv.find_element(By.NAME, "prep").send_keys(prep)
         drv.find_element(By.NAME, "notice_number").send_keys("45/STTTT-VP")
 
-        # "Kiểm tra trùng lịch": the same form comes back with the no-conflict notice, nothing saved.
-        assert not drv.find_elements(By.CSS_SELECTOR, "p.notice")
+        # "Kiểm tra trùng lịch": the same form comes back with the check's box (free), nothing saved.
+        assert not drv.find_elements(By.ID, "conflict-check")
         drv.find_element(By.CSS_SELECTOR, "button[name=action][value=check]").click()
-        wait_for(lambda: any(MSG_NO_CONFLICT in e.text for e in drv.find_elements(By.CSS_SELECTOR, "p.notice")),
-                 T_PAGE, f"organizer: the notice {MSG_NO_CONFLICT!r} after checking",
+        wait_for(lambda: any(MSG_NO_CONFLICT in e.text for e in drv.find_elements(By.CSS_SELECTOR, "#conflict-check.ok")),
+                 T_PAGE, f"organizer: the check's box saying {MSG_NO_CONFLICT!r}",
                  detail=lambda: body_text(org)[:600])
         assert counts(srv) == before, "checking for conflicts saved something"
         assert drv.find_element(By.NAME, "title").get_attribute("value") == title
@@ -581,6 +576,16 @@ def test_emergency_displaces_a_planned_meeting_and_that_is_recorded(srv, ids, or
     assert status_of(srv, planned) == "approved", "an emergency *draft* displaced a planned meeting"
 
     title = "Họp khẩn ứng phó sạt lở bờ biển"
+    # Checking first: the check's box says which meeting it would displace (B5), nothing changes.
+    r = post_booking(org, srv.base, title=title, d=d, start="09:30", end="10:30", host=ids["hong-dan"],
+                     sites=[ids["phuoc-long"]], emergency=True, action="check")
+    assert r.status_code == 200 and check_result(r.text) == ("displaces", [f"{planned_title} (#{planned})"]), \
+        f"checking the emergency: HTTP {r.status_code} {check_result(r.text)}"
+    assert status_of(srv, planned) == "approved", "checking displaced a meeting"
+    # Without a valid time there is nothing to check against: it says so.
+    r = post_booking(org, srv.base, title=title, d=d, start="9 giờ", end="10:30", host=ids["hong-dan"],
+                     sites=[ids["phuoc-long"]], emergency=True, action="check")
+    assert r.status_code == 422 and (check_result(r.text) or ("",))[0] == "unchecked", check_result(r.text)
     bid = register(org, srv.base, title=title, d=d, start="09:30", end="10:30", host=ids["hong-dan"],
                    sites=[ids["phuoc-long"]], emergency=True)
     assert status_of(srv, bid) == "submitted"
@@ -639,20 +644,34 @@ def test_lead_time_just_under_and_just_over_five_days(srv, ids, org):
     assert status_of(srv, bid) == "submitted"
 
 
+def register_first(srv, org, ids, title: str, d: date, site: str) -> tuple[int, int]:
+    """A submitted booking from 08:00 to 10:00 of the Party office's site and `site`, for others
+    to overlap; the database's counts once it is in."""
+    register(org, srv.base, title=title, d=d, start="08:00", end="10:00", host=ids["tinh-uy"], sites=[ids[site]])
+    return counts(srv)
+
+
 def test_overlap_at_a_shared_site_is_refused_citing_the_first_booking(srv, ids, org):
     d = day(8)
     first = "Hội nghị tổng kết ngành nông nghiệp"
-    register(org, srv.base, title=first, d=d, start="08:00", end="10:00", host=ids["tinh-uy"],
-             sites=[ids["tx-gia-rai"]])
-    before = counts(srv)
+    before = register_first(srv, org, ids, first, d, "tx-gia-rai")
     for label, start, end, prep in [("official times overlap", "09:00", "11:00", ""),
                                     ("only the preparation overlaps", "10:15", "11:00", "09:45")]:
         for action in ("check", "submit"):
             r = post_booking(org, srv.base, title="Họp trùng điểm cầu Giá Rai", d=d, start=start, end=end, prep=prep,
                              host=ids["hong-dan"], sites=[ids["tx-gia-rai"]], action=action)
-            text = rules_error(r.text) or ""
-            assert r.status_code == 422, f"{label} ({action}): HTTP {r.status_code}"
-            assert first in text and "khoản 2 Điều 5" in text, f"{label} ({action}): refusal {text!r}"
+            if action == "check":
+                # The check answers (200) in its own box, listing the conflict; it refuses nothing.
+                assert r.status_code == 200, f"{label} (check): HTTP {r.status_code}"
+                state, items = check_result(r.text) or (None, [])
+                assert state == "conflicts" and any(first in x and "khoản 2 Điều 5" in x for x in items), \
+                    f"{label} (check): {state} {items}"
+                assert rules_error(r.text) is None, f"{label} (check): a refusal {rules_error(r.text)!r}"
+            else:
+                text = rules_error(r.text) or ""
+                assert r.status_code == 422, f"{label} ({action}): HTTP {r.status_code}"
+                assert first in text and "khoản 2 Điều 5" in text, f"{label} ({action}): refusal {text!r}"
+                assert check_result(r.text) is None, f"{label} ({action}): the check's box without a check"
             assert counts(srv) == before, f"{label} ({action}): the refused booking was saved"
     # Another day, same sites: fine.
     register(org, srv.base, title="Họp trùng điểm cầu Giá Rai, hôm sau", d=d + timedelta(days=1), start="13:00",
@@ -739,7 +758,7 @@ INVALID = [
     ("unknown kind", {"kind": "tiec"}, (422, "kind", MSG_ERR["kind"])),
     ("missing date", {"date": ""}, (422, "date", MSG_ERR["date"])),
     ("31 February", {"date": "31/02/2027"}, (422, "date", MSG_ERR["date"])),
-    ("ISO date", {"date": "2027-03-01"}, (422, "date", MSG_ERR["date"])),
+    ("month first (US order)", {"date": "12/31/2027"}, (422, "date", MSG_ERR["date"])),
     ("missing start", {"start": ""}, (422, "start", MSG_ERR["time"])),
     ("start 25:00", {"start": "25:00"}, (422, "start", MSG_ERR["time"])),
     ("bad preparation", {"prep": "7h30"}, (422, "prep", MSG_ERR["time"])),
@@ -998,7 +1017,8 @@ def test_letter_only_for_an_approved_booking_in_administrative_style(srv, ids, o
                  f"vào lúc 08 giờ 00 phút, ngày {dmy(d)}", "đến 10 giờ 30 phút",
                  f"từ 07 giờ 15 phút, ngày {dmy(d)}", "Chủ trì: Ông Nguyễn Văn A, Phó Chủ tịch UBND tỉnh",
                  "Điểm cầu chủ trì: Văn phòng Tỉnh ủy", "Huyện Hồng Dân", "Huyện Đông Hải",
-                 "Công văn số 77/STTTT-VP ngày 20/11/2026", f"đăng ký họp số {bid}"]:
+                 "Công văn số 77/STTTT-VP ngày 20/11/2026", f"đăng ký họp số {bid}",
+                 "Quy chế ban hành kèm theo Quyết định số 561/QĐ-UBND ngày 15/4/2014 của Chủ tịch UBND tỉnh Bạc Liêu"]:
         assert want in text, f"the letter lacks {want!r}:\n{text[:3000]}"
     assert "@media print" in r.text and "size: A4" in r.text, "the letter has no print styles for A4"
 
@@ -1425,3 +1445,302 @@ def test_browser_edit_with_a_notice_file(srv, ids, org):
     finally:
         browsers.quit_all()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Notices that can no longer serve, the language of notices, another province (issue 12)
+
+MSG_NOTICE_EXPIRED = "Hết hạn, không gửi"
+
+
+def _write_db(srv: OwnServer, sql: str, *args) -> None:
+    """Change rows of the running server's database (WAL: the server keeps working)."""
+    con = sqlite3.connect(srv.db_path, timeout=10)
+    try:
+        with con:
+            con.execute(sql, args)
+    finally:
+        con.close()
+
+
+def test_reminders_of_a_meeting_already_held_expire_instead_of_being_sent(srv, mailbox, ids, org, op):
+    """The server (or its mail server) was down when the reminders were due, and the meeting has
+    been held since: on the next round they are marked expired, not sent, and the booking page
+    says so."""
+    title = "Họp trực tuyến đã diễn ra khi máy chủ thư ngừng"
+    bid = register(org, srv.base, title=title, d=day(31), start="08:00", end="09:00",
+                   host=ids["tinh-uy"], sites=[ids["hoa-binh"]])
+    assert step(op, srv.base, bid, "approve").status_code == 303
+    reminders = srv.query("SELECT id FROM notices WHERE booking_id = ? AND kind = 'reminder'", bid)
+    assert reminders, "the approval queued no reminders"
+    wait_for(lambda: srv.query("SELECT COUNT(*) FROM notices WHERE booking_id = ? AND kind != 'reminder' "
+                               "AND sent_at IS NULL", bid) == [(0,)],
+             T_MAIL, "the approval's immediate notices to be sent")
+    # Move the clock: the meeting was three days ago, the reminders were due four days ago.
+    start = int(now_vn().timestamp()) - 3 * 86400
+    _write_db(srv, "UPDATE bookings SET preparation_start = ?, official_start = ?, official_end = ? WHERE id = ?",
+              start - 1800, start, start + 3600, bid)
+    _write_db(srv, "UPDATE notices SET due_at = ? WHERE booking_id = ? AND kind = 'reminder'", start - 86400, bid)
+
+    def expired():
+        sent = srv.query("SELECT id, to_addr, sent_at FROM notices WHERE booking_id = ? AND kind = 'reminder' "
+                         "AND sent_at IS NOT NULL", bid)
+        if sent:
+            raise Abort(f"reminders of a meeting held 3 days ago were sent: {sent}; mailbox: {mailbox.describe()}")
+        rows = srv.query("SELECT expired_at FROM notices WHERE booking_id = ? AND kind = 'reminder'", bid)
+        return all(exp is not None for exp, in rows) and rows
+
+    wait_for(expired, T_MAIL, "the stale reminders to be marked expired (the outbox runs every 15 s)",
+             detail=lambda: srv.query("SELECT * FROM notices WHERE booking_id = ?", bid))
+    assert not [m for m in mailbox.about(title) if "Nhắc lịch" in m.subject], mailbox.describe()
+    page = html.unescape(op.get(f"{srv.base}/bookings/{bid}", timeout=10).text)  # the control center's view
+    rows = re.findall(r"<tr><td>Nhắc lịch</td>.*?</tr>", page)
+    assert rows and all(MSG_NOTICE_EXPIRED in r for r in rows), f"reminders on the booking page: {rows}"
+
+
+def test_approval_in_the_english_ui_sends_vietnamese_notices(srv, mailbox, ids, org):
+    """Notices go to units, sites and the provider: Vietnamese subject and body, whatever the
+    language of the operator who approved."""
+    title = "Họp trực tuyến duyệt bằng giao diện tiếng Anh"
+    bid = register(org, srv.base, title=title, d=day(33), start="14:00", end="15:00",
+                   host=ids["tinh-uy"], sites=[ids["tp-bac-lieu"]], kind="giao_ban")
+    op_en = browser_session(srv.base, "dieuhanh", PASSWORD)
+    op_en.cookies.set("hnth_lang", "en")
+    page = op_en.get(f"{srv.base}/bookings/{bid}", timeout=10).text
+    assert '<html lang="en"' in page, "the operator's page is not in English"
+    r = step(op_en, srv.base, bid, "approve")
+    assert r.status_code == 303, f"approve in English: HTTP {r.status_code}"
+    want = technicians(srv, ["tinh-uy", "tp-bac-lieu"]) | {PROVIDER}
+    got = wait_for(lambda: len(mailbox.about(title)) >= len(want) and mailbox.about(title), T_MAIL,
+                   f"the approval notices of {title!r}", detail=mailbox.describe)
+    for m in got:
+        assert m.subject == f"[HNTH] Giao ban: {title}", f"{m.rcpt_tos}: subject {m.subject!r}"
+        body = m.msg.get_body(preferencelist=("plain",)).get_content()
+        assert "Văn phòng UBND tỉnh thông báo" in body, body
+        for name, text in ics_attachments(m):
+            assert f"SUMMARY:Giao ban: {title}" in unfold(text), f"{name}: {unfold(text)}"
+
+
+def test_another_province_prints_its_own_place_on_the_letter(inside_netns):
+    """[province] in the settings file: the letter is dated at that province's place and names its
+    People's Committee office, and cites Bạc Liêu's decision only where the settings name it; the
+    page header names the province."""
+    cfg_dir = tempfile.mkdtemp(prefix="hnth-province-cfg-")
+    cfg = os.path.join(cfg_dir, "hnth.toml")
+    with open(cfg, "w", encoding="utf-8") as f:
+        f.write('[province]\nname = "Tỉnh Cà Mau"\noffice = "Văn phòng UBND tỉnh Cà Mau"\nplace = "Cà Mau"\n')
+    s = _new_server("province", ["--config", cfg]).start()
+    try:
+        org = browser_session(s.base, "so-tttt", PASSWORD)
+        op = browser_session(s.base, "dieuhanh", PASSWORD)
+        sid = {code: i for i, code in s.query("SELECT id, code FROM sites")}
+        bid = register(org, s.base, title="Họp trực tuyến của tỉnh Cà Mau", d=day(12), start="08:00",
+                       end="09:00", host=sid["tinh-uy"], sites=[sid["hoa-binh"]])
+        assert step(op, s.base, bid, "approve").status_code == 303
+        r = org.get(f"{s.base}/bookings/{bid}/letter", timeout=10)
+        assert r.status_code == 200, f"letter: HTTP {r.status_code}"
+        text = text_of(r.text)
+        (decided,), = s.query("SELECT decided_at FROM bookings WHERE id = ?", bid)
+        place_date = letter_date(decided).replace("Bạc Liêu", "Cà Mau")
+        assert place_date in text, f"the letter lacks {place_date!r}:\n{text[:1500]}"
+        assert "Văn phòng UBND tỉnh Cà Mau" in text, text[:3000]
+        assert "Bạc Liêu" not in text, f"Bạc Liêu on another province's letter:\n{text}"
+        assert "561" not in text and "khoản 2 Điều 5 Quy chế)" in text, \
+            f"a letter of a province whose settings name no decision cites one:\n{text}"
+        page = html.unescape(org.get(f"{s.base}/bookings", timeout=10).text)
+        assert re.search(r'class="brand".*?Tỉnh Cà Mau', page, re.S), "the page header does not name the province"
+    finally:
+        s.stop()
+        shutil.rmtree(cfg_dir, ignore_errors=True)
+# Issue 12: the registration form as a user sees it (dates and times, hints, the preparation
+# following the start, every error at once, the conflict check's own box)
+
+MSG_CHECK_TITLE = "Kiểm tra trùng lịch"
+MSG_RULES_TITLE = "Đăng ký không hợp lệ"
+
+
+def check_result(page: str) -> tuple[str, list[str]] | None:
+    """The conflict check's box: its state (ok, conflicts, displaces, unchecked) and its items."""
+    m = re.search(r'<section id="conflict-check" class="check-result ([a-z]+)"[^>]*>(.*?)</section>', page, re.S)
+    if not m:
+        return None
+    items = [html.unescape(re.sub(r"<[^>]+>", "", x)).strip() for x in re.findall(r"<li>(.*?)</li>", m.group(2), re.S)]
+    return m.group(1), items
+
+
+def open_new_form(page: Page, base: str) -> None:
+    page.driver.get(base + "/bookings/new")
+    wait_for(lambda: page.driver.find_elements(By.CSS_SELECTOR, "form.booking-form input[name=title]"), T_PAGE,
+             f"{page.name}: the registration form", detail=lambda: body_text(page)[:400])
+
+
+def retype(el, text: str) -> None:
+    el.clear()
+    el.send_keys(text)
+
+
+@pytest.fixture(scope="module")
+def form_page(srv):
+    """One organizer's browser on the registration form (reloaded by each test)."""
+    browsers = BrowserFactory(base=srv.base, password=PASSWORD)
+    try:
+        p = browsers.new("organizer: the form's inputs")
+        browser_login(p, "so-tttt")
+        yield p
+    finally:
+        browsers.quit_all()
+
+
+def test_browser_form_dates_and_times_have_hints_not_values_and_a_calendar(srv, form_page):
+    p = form_page
+    open_new_form(p, srv.base)
+    drv = p.driver
+    # Hints are not values: no placeholder with a digit, and a hint text beside each field.
+    for name in ("date", "start", "end", "prep", "notice_date"):
+        el = drv.find_element(By.NAME, name)
+        ph = el.get_attribute("placeholder") or ""
+        assert not re.search(r"\d", ph), f"{name}: the placeholder {ph!r} looks like a filled-in value"
+        hint_id = el.get_attribute("aria-describedby")
+        assert hint_id, f"{name}: no hint (aria-describedby)"
+        hint = drv.find_element(By.ID, hint_id)
+        assert hint.is_displayed() and hint.text.strip(), f"{name}: the hint #{hint_id} is empty or hidden"
+    date_hint = drv.find_element(By.ID, drv.find_element(By.NAME, "date").get_attribute("aria-describedby")).text
+    time_hint = drv.find_element(By.ID, drv.find_element(By.NAME, "start").get_attribute("aria-describedby")).text
+    assert "dd/mm/yyyy" in date_hint and "24" in time_hint, (date_hint, time_hint)
+    # A calendar beside the date: what is picked there lands in the field as dd/mm/yyyy.
+    d = day(30)
+    assert drv.find_element(By.CSS_SELECTOR, "button.calendar-button[data-for=date]").is_displayed()
+    p.js("const i = document.querySelector('input.calendar-input[data-for=date]');"
+         "i.value = arguments[0]; i.dispatchEvent(new Event('change', {bubbles: true}));", d.isoformat())
+    assert drv.find_element(By.NAME, "date").get_attribute("value") == dmy(d)
+
+
+def test_browser_written_notice_dated_today_in_vietnam(srv, form_page):
+    # Today in Asia/Ho_Chi_Minh, not in UTC (before 07:00 that would be yesterday; the unit test
+    # `default_notice_date_is_today_in_vietnam` pins that hour).
+    open_new_form(form_page, srv.base)
+    assert form_page.driver.find_element(By.NAME, "notice_date").get_attribute("value") == dmy(day(0))
+
+
+def test_browser_preparation_follows_the_start_unless_set_by_hand(srv, form_page):
+    p = form_page
+    open_new_form(p, srv.base)
+    drv = p.driver
+    start, prep = drv.find_element(By.NAME, "start"), drv.find_element(By.NAME, "prep")
+    # 30 minutes before by default, then keeping its offset...
+    start.send_keys("09:00")
+    wait_for(lambda: prep.get_attribute("value") == "08:30", T_PAGE, "the preparation at 08:30 after 09:00",
+             detail=lambda: prep.get_attribute("value"))
+    retype(start, "10:15")
+    wait_for(lambda: prep.get_attribute("value") == "09:45", T_PAGE, "the preparation at 09:45 after 10:15",
+             detail=lambda: prep.get_attribute("value"))
+    retype(prep, "09:30")
+    retype(start, "10:45")
+    wait_for(lambda: prep.get_attribute("value") == "09:30", T_PAGE, "a preparation set by hand to stay",
+             detail=lambda: prep.get_attribute("value"))
+    assert start.get_attribute("value") == "10:45"
+    # ... also once the form came back from the server (a refused field), it is still by hand.
+    drv.find_element(By.ID, "submit-booking").click()
+    wait_for(lambda: drv.find_elements(By.ID, "error-title"), T_PAGE, "the form back with the title's error")
+    start, prep = drv.find_element(By.NAME, "start"), drv.find_element(By.NAME, "prep")
+    assert (start.get_attribute("value"), prep.get_attribute("value")) == ("10:45", "09:30")
+    retype(start, "11:00")
+    wait_for(lambda: start.get_attribute("value") == "11:00", T_PAGE, "the start typed")
+    assert prep.get_attribute("value") == "09:30", "a preparation set by hand was moved after the round trip"
+    # Emptied, it follows the start again.
+    prep.clear()
+    retype(start, "14:00")
+    wait_for(lambda: prep.get_attribute("value") == "13:30", T_PAGE, "an emptied preparation to follow again",
+             detail=lambda: prep.get_attribute("value"))
+
+
+def test_browser_every_error_at_once_and_the_conflict_check_in_its_own_box(srv, ids, org):
+    d = day(31)
+    first = "Hội nghị giao ban trực tuyến quý IV"
+    before = register_first(srv, org, ids, first, d, "dong-hai")
+    title = "Họp kiểm tra hiển thị lỗi"
+    browsers = BrowserFactory(base=srv.base, password=PASSWORD)
+    try:
+        p = browsers.new("organizer: errors")
+        browser_login(p, "so-tttt")
+        open_new_form(p, srv.base)
+        drv = p.driver
+        drv.find_element(By.NAME, "title").send_keys(title)
+        Select(drv.find_element(By.NAME, "host_site")).select_by_value(str(ids["hong-dan"]))
+        drv.find_element(By.CSS_SELECTOR, f"input[name=sites][value='{ids['dong-hai']}']").click()
+        drv.find_element(By.NAME, "date").send_keys(dmy(day(2)))
+        drv.find_element(By.NAME, "start").send_keys("09:00")
+        drv.find_element(By.NAME, "end").send_keys("10:00")
+        # No chair, and only 2 days ahead: both errors at once (the field and the rule, B1).
+        drv.find_element(By.ID, "submit-booking").click()
+        wait_for(lambda: drv.find_elements(By.ID, "error-chair"), T_PAGE, "the chair's error beside the field",
+                 detail=lambda: body_text(p)[:800])
+        assert MSG_ERR["chair"] in drv.find_element(By.ID, "error-chair").text
+        rules = drv.find_elements(By.ID, "error-rules")
+        assert rules and rules[0].is_displayed() and "khoản 1 Điều 5" in rules[0].text, \
+            f"the lead-time refusal is not shown with the field error: {body_text(p)[:800]!r}"
+        assert counts(srv) == before, "a refused registration was saved"
+        assert drv.find_element(By.NAME, "title").get_attribute("value") == title
+        assert drv.find_element(By.NAME, "date").get_attribute("value") == dmy(day(2))
+
+        # The conflict check: its own box and heading, listing the conflict.
+        drv.find_element(By.NAME, "chair").send_keys("Chánh Văn phòng UBND huyện Hồng Dân")
+        retype(drv.find_element(By.NAME, "date"), dmy(d))
+        drv.find_element(By.CSS_SELECTOR, "button[name=action][value=check]").click()
+        box = wait_for(lambda: drv.find_elements(By.ID, "conflict-check"), T_PAGE, "the conflict check's box",
+                       detail=lambda: body_text(p)[:800])[0]
+        assert "conflicts" in box.get_attribute("class").split(), box.get_attribute("outerHTML")[:400]
+        assert box.find_element(By.TAG_NAME, "h2").text.strip() == MSG_CHECK_TITLE
+        items = [li.text for li in box.find_elements(By.TAG_NAME, "li")]
+        assert any(first in x and "khoản 2 Điều 5" in x for x in items), f"conflicts listed: {items}"
+        assert MSG_RULES_TITLE not in body_text(p), "the conflict check reports under the refusal's heading"
+        assert counts(srv) == before, "checking saved something"
+
+        # A free time: the box is green and says so.
+        retype(drv.find_element(By.NAME, "start"), "13:00")
+        retype(drv.find_element(By.NAME, "end"), "14:00")
+        drv.find_element(By.CSS_SELECTOR, "button[name=action][value=check]").click()
+        wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, "#conflict-check.ok"), T_PAGE,
+                 "the conflict check's box saying the time is free", detail=lambda: body_text(p)[:800])
+        box = drv.find_element(By.ID, "conflict-check")
+        assert MSG_NO_CONFLICT in box.text
+        rgb = [int(x) for x in re.findall(r"\d+", box.value_of_css_property("background-color"))[:3]]
+        assert rgb[1] > rgb[0] and rgb[1] > rgb[2], f"the free box is not green: {rgb}"
+        assert counts(srv) == before
+    finally:
+        browsers.quit_all()
+
+
+def test_iso_date_as_a_date_input_posts_it_is_accepted(srv, ids, org):
+    d = day(32)
+    bid = register(org, srv.base, title="Họp đăng ký với ngày ISO", d=d.isoformat(), start="08:00", end="09:00",
+                   host=ids["tinh-uy"], sites=[ids["hong-dan"]], notice_date=day(1).isoformat())
+    assert srv.query("SELECT official_start, notice_date FROM bookings WHERE id = ?", bid) == \
+        [(epoch(d, "08:00"), dmy(day(1)))]
+
+
+def test_the_control_center_runs_meetings_up_to_its_capacity(srv, ids, org):
+    """B3 (Art. 5.2): meetings at the control center's own site do not conflict with each other
+    site by site (every meeting runs through it); its capacity (2 by default) decides. Their
+    other sites still conflict."""
+    d = day(40)
+    cc, hd, vl, gr = ids["ttdk"], ids["hong-dan"], ids["vinh-loi"], ids["tx-gia-rai"]
+    first = register(org, srv.base, title="Giao ban tại Trung tâm 1", d=d, start="08:00", end="10:00",
+                     host=cc, sites=[hd])
+    second = register(org, srv.base, title="Giao ban tại Trung tâm 2", d=d, start="09:00", end="11:00",
+                      host=cc, sites=[vl])
+    assert {status_of(srv, first), status_of(srv, second)} == {"submitted"}
+    before = counts(srv)
+    # A third at once is beyond the capacity: refused, citing it, nothing written.
+    r = post_booking(org, srv.base, title="Giao ban tại Trung tâm 3", d=d, start="09:30", end="10:30",
+                     host=cc, sites=[gr])
+    text = rules_error(r.text) or ""
+    assert r.status_code == 422 and "tối đa 2 cuộc họp" in text and "khoản 2 Điều 5" in text, \
+        f"third meeting: HTTP {r.status_code} {text!r}"
+    assert counts(srv) == before
+    # A district already in one of them still conflicts.
+    r = post_booking(org, srv.base, title="Trùng điểm cầu", d=d, start="10:30", end="12:00",
+                     host=cc, sites=[vl])
+    text = rules_error(r.text) or ""
+    assert r.status_code == 422 and "Huyện Vĩnh Lợi" in text, f"shared district: HTTP {r.status_code} {text!r}"
+    assert counts(srv) == before

@@ -1,7 +1,8 @@
-"""A site that nobody receives pauses its camera, in a real browser: with a view of one other
-site (`--view-size 1`) and no control-center media, the third site dialed is received by nobody,
-so the server sends it `send_video` off and the site app turns its video encodings off; when a
-site before it hangs up, it is received again and its encodings come back on."""
+"""A site that nobody receives pauses its camera, in a real browser: with no console in the meeting
+(a console watches every site), the operator sets a frame of one cell showing the first site; the
+two others are on no screen, so the server sends them `send_video` off and their site apps turn
+their video encodings off; when a frame of four cells brings one of them back on screen, its
+encodings come back on, and the other stays paused (C1)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,7 @@ def site_entry(msg: dict, code: str) -> dict | None:
 
 def test_a_site_nobody_receives_pauses_its_camera_and_resumes(inside_netns):
     data = tempfile.mkdtemp(prefix="hnth-sendvideo-")
-    srv = OwnServer(data_dir=data, password=PASSWORD, log_path=f"{data}/server.log",
-                    extra_args=["--view-size", "1"]).start()
+    srv = OwnServer(data_dir=data, password=PASSWORD, log_path=f"{data}/server.log").start()
     f = BrowserFactory(base=srv.base, password=PASSWORD)
     try:
         pages = {c: f.site(c) for c in ORDER}
@@ -43,7 +43,7 @@ def test_a_site_nobody_receives_pauses_its_camera_and_resumes(inside_netns):
         ids = {c: site_entry(first, c)["id"] for c in ORDER}
         op.send({"type": "open_meeting", "title": "Kiểm thử tạm dừng hình"})
         meeting = op.expect_type("meeting_opened")["meeting"]["id"]
-        # One after the other, so that the joining order is known.
+        # One after the other: each connected before the next is called.
         for code in ORDER:
             op.send({"type": "dial", "meeting": meeting, "site": ids[code]})
             op.expect(lambda m, c=code: (site_entry(m, c) or {}).get("media") == "connected",
@@ -52,27 +52,38 @@ def test_a_site_nobody_receives_pauses_its_camera_and_resumes(inside_netns):
         def encodings(code):
             return pages[code].js(JS_ENCODINGS)
 
-        last = ORDER[-1]
-        wait_for(lambda: encodings(last) and not any(encodings(last)), T_SIGNAL,
-                 f"{last}'s video encodings turned off (nobody receives it)",
-                 detail=lambda: {c: [encodings(c), pages[c].hnth("sendVideo")] for c in ORDER})
-        for code in ORDER[:-1]:
-            assert encodings(code) and all(encodings(code)), f"{code} is received: its video stays on"
-        # The site's screen says so, in Vietnamese; the others show no such notice.
-        notice = wait_for(lambda: pages[last].js("const e = document.getElementById('video-paused');"
-                                                 "return e && !e.hidden ? e.textContent : null;"),
-                          T_SIGNAL, f"the paused notice on {last}'s screen")
-        assert "tạm dừng" in notice, notice
-        for code in ORDER[:-1]:
-            assert pages[code].js("return document.getElementById('video-paused').hidden;"), code
+        def frame(layout, codes):
+            op.send({"type": "command", "meeting": meeting, "command": {"type": "set_frame", "frame": {
+                "layout": layout, "fill": {"kind": "manual", "cells": [ids[c] for c in codes]}}}})
+            op.expect(lambda m: m.get("type") == "meeting_state" and m["frame"]["layout"] == layout,
+                      f"the frame {layout} in the meeting's state")
 
-        # The first site hangs up: the last one is received again and turns its video back on.
-        op.send({"type": "hangup", "meeting": meeting, "site": ids[ORDER[0]]})
-        wait_for(lambda: encodings(last) and all(encodings(last)), T_SIGNAL,
-                 f"{last}'s video encodings back on",
-                 detail=lambda: {c: encodings(c) for c in ORDER})
-        wait_for(lambda: pages[last].js("return document.getElementById('video-paused').hidden;"),
-                 T_SIGNAL, f"the paused notice gone from {last}'s screen")
+        def paused(code):
+            return pages[code].js("return !document.getElementById('video-paused').hidden;")
+
+        shown, hidden = ORDER[0], ORDER[1:]
+        frame("1x1", [shown])
+        for code in hidden:
+            wait_for(lambda c=code: encodings(c) and not any(encodings(c)), T_SIGNAL,
+                     f"{code}'s video encodings turned off (on no screen)",
+                     detail=lambda: {c: [encodings(c), pages[c].hnth("sendVideo")] for c in ORDER})
+        assert encodings(shown) and all(encodings(shown)), f"{shown} is on every other screen: its video stays on"
+        # The site's screen says so, in Vietnamese; the one on screen shows no such notice.
+        for code in hidden:
+            notice = wait_for(lambda c=code: pages[c].js("const e = document.getElementById('video-paused');"
+                                                         "return e && !e.hidden ? e.textContent : null;"),
+                              T_SIGNAL, f"the paused notice on {code}'s screen")
+            assert "tạm dừng" in notice, notice
+        assert not paused(shown), shown
+
+        # Four cells: the last site is on screen again and turns its video back on; the middle
+        # one is still on no screen.
+        back, still = ORDER[2], ORDER[1]
+        frame("2x2", [shown, back])
+        wait_for(lambda: encodings(back) and all(encodings(back)), T_SIGNAL,
+                 f"{back}'s video encodings back on", detail=lambda: {c: encodings(c) for c in ORDER})
+        wait_for(lambda: not paused(back), T_SIGNAL, f"the paused notice gone from {back}'s screen")
+        assert encodings(still) and not any(encodings(still)), f"{still} is still on no screen"
         op.close()
     finally:
         f.quit_all()

@@ -407,3 +407,77 @@ def test_ws_connection_works_after_refusals(clients):
     site.expect(lambda m: m.get("type") == "join" and m["meeting"]["id"] == meeting, "join", timeout=T_WS)
     close_meeting(console, meeting)
     site.expect_type("leave", meeting=meeting)
+
+
+def _close_frame(ws: Ws, timeout: float = T_WS) -> tuple[int, str]:
+    """Read until the server's close frame; return its code and reason. Data frames before it
+    are kept in the log; the socket ending without a close frame fails."""
+    import struct
+    import time
+
+    import websocket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{ws.name}: no close frame within {timeout:.0f}s; last messages: {ws.tail()}"
+        ws.conn.settimeout(left)
+        try:
+            frame = ws.conn.recv_frame()
+        except websocket.WebSocketTimeoutException:
+            continue
+        except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError) as exc:
+            raise AssertionError(f"{ws.name}: the socket was dropped without a close frame ({exc!r}); "
+                                 f"last messages: {ws.tail()}") from exc
+        if frame is None:
+            raise AssertionError(f"{ws.name}: the socket ended without a close frame; last messages: {ws.tail()}")
+        if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+            data = frame.data or b""
+            assert len(data) >= 2, f"{ws.name}: a close frame without a status code: {data!r}"
+            return struct.unpack("!H", data[:2])[0], data[2:].decode("utf-8")
+        if frame.opcode == websocket.ABNF.OPCODE_TEXT:
+            ws.log.append(json.loads(frame.data.decode("utf-8")))
+
+
+@pytest.mark.parametrize("size_kib,binary", [(300, False), (300, True), (900, False)])
+def test_a_message_over_256_kib_gets_close_1009(clients, size_kib, binary):
+    """docs/SIGNALING.md: a message over 262144 bytes is answered with a close frame, code 1009
+    (message too big), and the socket closes; other clients go on."""
+    other = clients("quantri")
+    ws = clients("dieuhanh")
+    ws.alive()
+    big = json.dumps({"type": "open_meeting", "title": "x" * (size_kib * 1024)})
+    if binary:
+        ws.send_binary(big.encode())
+    else:
+        ws.send(big)
+    code, reason = _close_frame(ws)
+    assert code == 1009, f"close code {code} ({reason!r}) for a {size_kib} KiB message"
+    assert reason == "message over 262144 bytes", reason
+    other.alive()
+    # A new connection of the same account works as before.
+    again = clients("dieuhanh")
+    again.alive()
+
+
+def test_a_frame_announcing_megabytes_gets_close_1009_on_its_header(clients):
+    """A frame far over the limit is refused on its header, before its payload is read: the
+    same close frame (here the payload is never sent)."""
+    import struct
+
+    ws = clients("dieuhanh")
+    ws.alive()
+    # A masked text frame (FIN, opcode 1) whose 64-bit length announces 8 MiB; no payload.
+    ws.conn.sock.sendall(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 8 * 1024 * 1024) + b"\x00" * 4)
+    code, reason = _close_frame(ws)
+    assert (code, reason) == (1009, "message over 262144 bytes"), (code, reason)
+
+
+def test_a_message_of_exactly_256_kib_is_served(clients):
+    ws = clients("dieuhanh")
+    # 262144 bytes in all: the limit itself is allowed (an over-long title is a bad_request).
+    head, tail = '{"type": "open_meeting", "title": "', '"}'
+    ws.send(head + "x" * (256 * 1024 - len(head) - len(tail)) + tail)
+    e = ws.expect_error("open_meeting")
+    assert e["code"] == "bad_request", e
+    ws.alive()

@@ -1,6 +1,7 @@
 """The demo's simulated sites (`hnth demo --simulated-sites all`): one operator console in headless
-Chromium opens a meeting and dials two simulated sites; the console must DECODE their real VP8
-test pictures (640x360, framesDecoded rising) and their Opus beeps (totalAudioEnergy > 0).
+Chromium opens an emergency with two simulated sites and gives them the floor (a debate); the
+console must DECODE their real VP8 test pictures (640x360, framesDecoded rising) and their Opus
+beeps (totalAudioEnergy > 0).
 
 `all` simulates every demo site but hong-dan, which stays free for a real browser.
 HNTH_E2E_SCREENSHOTS=/some/dir keeps a screenshot of the console with the pictures.
@@ -12,13 +13,15 @@ import os
 import tempfile
 
 import pytest
-from selenium.webdriver.common.by import By
 
 from e2e_util import (
     T_MEDIA,
     T_SIGNAL,
     BrowserFactory,
     describe_stats,
+    open_emergency,
+    set_floor,
+    set_switch,
     site_ids,
     stream_for_site,
     wait_decoding,
@@ -76,16 +79,15 @@ def test_simulated_sites_are_online_and_the_free_one_is_not(srv, console):
 
 def test_console_decodes_the_simulated_sites(srv, console):
     ids = site_ids(console, DIALED)
-    title = console.driver.find_element(By.CSS_SELECTOR, "#meeting-title")
-    title.clear()
-    title.send_keys(TITLE)
-    console.click("#open-meeting")
-    wait_for(lambda: console.hnth("meeting"), T_SIGNAL, "console: window.hnth.meeting after #open-meeting",
-             detail=console.summary)
-    console.wait_state("in_meeting")
+    open_emergency(console, TITLE, sites=[ids[c] for c in DIALED])
     for code in DIALED:
-        console.click(f'[data-site-id="{ids[code]}"] button.dial')
         wait_presence(console, ids[code], "in_meeting", code)
+    # Their sound is heard only with the floor (C4): both at once, a debate.
+    set_switch(console, "#debate", True, "debate")
+    for code in DIALED:
+        wait_for(lambda c=code: any(s["id"] == ids[c] and s["connected"] for s in console.hnth("meetingState")["sites"]),
+                 T_MEDIA, f"simulated site {code} connected", detail=lambda: console.hnth("meetingState"))
+        set_floor(console, ids[code], True)
 
     for code in DIALED:
         sid = ids[code]
@@ -113,7 +115,7 @@ def test_console_decodes_the_simulated_sites(srv, console):
         console.driver.save_screenshot(os.path.join(shots, "console-simulated-sites.png"))
 
     # A simulated site hung up goes back to idle (its media stops), ready to be dialed again.
-    console.click(f'[data-site-id="{ids[DIALED[1]]}"] button.hangup')
+    console.click_and_confirm(f'#site-rows [data-site-id="{ids[DIALED[1]]}"] button.hangup')
     wait_presence(console, ids[DIALED[1]], "idle", DIALED[1])
     console.send({"type": "close_meeting", "meeting": console.hnth("meeting")["id"]})
     wait_presence(console, ids[DIALED[0]], "idle", DIALED[0])

@@ -84,3 +84,19 @@ def test_bad_settings_stop_with_one_clear_line(inside_netns):
     lines = [x for x in run.stderr.splitlines() if x.startswith("hnth:")]
     assert lines and "line 2" in lines[0] and "unknown field" in lines[0] and "bnd" in lines[0], run.stderr
     assert "backtrace" not in run.stderr.lower()
+
+
+def test_serve_without_the_province_stops_with_one_clear_line(inside_netns):
+    """`hnth serve` assumes no province: without [province] it says which settings are missing."""
+    data = tempfile.mkdtemp(prefix="hnth-noprovince-")
+    cfg = os.path.join(data, "hnth.toml")
+    with open(cfg, "w", encoding="utf-8") as f:
+        f.write('[province]\nname = "Tỉnh Cà Mau"\n')
+    for args in (["serve"], ["--config", cfg, "serve"]):
+        run = subprocess.run([binary(), *args, "--data-dir", data, "--tls", "off"], capture_output=True,
+                             text=True, timeout=30)
+        assert run.returncode == 1, f"{args}: exit {run.returncode}\n{run.stdout}\n{run.stderr}"
+        lines = [x for x in run.stderr.splitlines() if x.startswith("hnth:")]
+        assert lines and "province.office" in lines[0] and "province.place" in lines[0], run.stderr
+        assert ("province.name" in lines[0]) == (args == ["serve"]), lines[0]
+        assert not os.path.exists(os.path.join(data, "hnth.db")), "the database was made before refusing"
