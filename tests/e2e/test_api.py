@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from openapi_spec_validator import validate
 
+from aiortc_site import AiortcSite
+from e2e_util import wait_for
 from proto_util import OwnServer, Ws, api_login, browser_session, csrf_of, error_text, session
 
 PASSWORD = "Api-matkhau-2026!"
@@ -170,22 +172,28 @@ def test_a_booking_from_the_pages_in_the_api_with_the_pages_rights(world):
 
 
 def test_meetings_with_attendance_for_the_control_center(world):
+    """Attendance is when a site's media was actually connected (C6), not when it was dialed:
+    the site here is an independent aiortc peer that connects for real."""
     srv, tokens = world
     console = Ws.open(srv.base, tokens["dieuhanh"], "console")
-    site = Ws.open(srv.base, tokens["dc-hong-dan"], "dc-hong-dan")
+    site = AiortcSite(srv.base, "dc-hong-dan", PASSWORD).start()
     try:
         console.expect_type("welcome")
-        site.expect_type("welcome")
+        wait_for(lambda: site.snapshot()["welcome"], 20, "aiortc site: `welcome`", detail=site.snapshot)
         hd = srv.query("SELECT id FROM sites WHERE code = 'hong-dan'")[0][0]
         console.send({"type": "open_meeting", "title": "Giao ban qua API"})
         mid = console.expect(lambda m: m.get("type") == "meeting_opened"
                              and m["meeting"]["title"] == "Giao ban qua API", "meeting_opened")["meeting"]["id"]
         console.send({"type": "dial", "meeting": mid, "site": hd})
-        site.expect_type("join")
+        console.expect_type("dialing", meeting=mid, site=hd)
+        wait_for(lambda: site.snapshot()["pc"] == "connected", 30, "aiortc site: media connected",
+                 detail=site.snapshot)
         for user in ["quantri", "dieuhanh"]:
             listed = get(srv, tokens[user], "/api/v1/meetings", open="true").json()
             assert [m["id"] for m in listed if m["title"] == "Giao ban qua API"] == [mid], listed
-            d = get(srv, tokens[user], f"/api/v1/meetings/{mid}").json()
+            d = wait_for(lambda: (lambda d: d if d["attendance"] else None)(
+                get(srv, tokens[user], f"/api/v1/meetings/{mid}").json()),
+                10, "the site's attendance recorded")
             assert d["closed_at"] is None and d["opened_by"] == "dieuhanh", d
             assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+07:00", d["opened_at"]), d
             assert [(a["site_id"], a["disconnected_at"]) for a in d["attendance"]] == [(hd, None)], d
@@ -197,12 +205,13 @@ def test_meetings_with_attendance_for_the_control_center(world):
         assert_error(get(srv, tokens["quantri"], "/api/v1/meetings/424242"), 404, "not_found")
         console.send({"type": "close_meeting", "meeting": mid})
         console.expect_type("meeting_closed", meeting=mid)
-        d = get(srv, tokens["quantri"], f"/api/v1/meetings/{mid}").json()
-        assert d["closed_at"] and d["attendance"][0]["disconnected_at"], d
+        d = wait_for(lambda: (lambda d: d if d["closed_at"] and d["attendance"][0]["disconnected_at"] else None)(
+            get(srv, tokens["quantri"], f"/api/v1/meetings/{mid}").json()),
+            10, "the meeting closed and the site's disconnection recorded")
         assert mid not in [m["id"] for m in get(srv, tokens["quantri"], "/api/v1/meetings", open="true").json()]
     finally:
         console.conn.close()
-        site.conn.close()
+        site.stop()
 
 
 def test_next_meetings_of_a_site_with_its_cookie_or_a_token(world):

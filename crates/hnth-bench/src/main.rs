@@ -234,28 +234,58 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     let self_before = report::ProcSample::read(std::process::id());
     let metrics_before = http::metrics(&host).await;
     let dialed_at = Instant::now();
-    op_tx
-        .send(Message::text(
-            json!({"type": "dial_all", "meeting": meeting}).to_string(),
-        ))
-        .await?;
+    // C4: a site is heard only with the floor. The operator holds a debate, so that the
+    // meeting's speakers (the first view+1 sites to connect) are heard at once, as a chair
+    // would call them on; the others are not heard, and the frame (floor order) shows the
+    // speakers first.
+    for cmd in [
+        json!({"type": "dial_all", "meeting": meeting}),
+        command(meeting, json!({"type": "set_debate", "on": true})),
+    ] {
+        op_tx.send(Message::text(cmd.to_string())).await?;
+    }
     eprintln!(
         "meeting {meeting} opened, {} sites dialed; media for {} s",
         opts.sites, opts.duration
     );
 
-    // Keep reading the operator socket (pongs, server stats) while media flows.
+    // Keep reading the operator socket (pongs, server stats) while media flows, and give the
+    // floor to each speaker as soon as its media is connected (the floor goes only to a
+    // connected site).
     let (stats_tx, stats_rx) = watch::channel(Value::Null);
+    // The speakers: the first view+1 sites to connect.
+    let speakers = opts.view + 1;
+    let mut reader_stop = stop_rx.clone();
     let reader = tokio::spawn(async move {
-        while let Ok(msg) = next_json(&mut op_rx).await {
+        let mut asked = std::collections::HashSet::new();
+        loop {
+            let msg = tokio::select! {
+                m = next_json(&mut op_rx) => match m {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+                _ = reader_stop.changed() => break,
+            };
             match msg["type"].as_str() {
                 Some("stats") => {
                     let _ = stats_tx.send(msg["list"].clone());
+                }
+                Some("meeting_state") if msg["meeting"].as_i64() == Some(meeting) => {
+                    for site in floor_due(&msg) {
+                        if asked.len() < speakers && asked.insert(site) {
+                            let give =
+                                command(meeting, json!({"type": "give_floor", "site": site}));
+                            if op_tx.send(Message::text(give.to_string())).await.is_err() {
+                                return op_tx;
+                            }
+                        }
+                    }
                 }
                 Some("error") => eprintln!("operator: {msg}"),
                 _ => {}
             }
         }
+        op_tx
     });
     // The measuring window itself: media flows while this waits. The server's delay is also
     // read from a mark after the joins (a hundred DTLS handshakes at once queue the media
@@ -278,12 +308,11 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
         }
     }
     let server_stats = stats_rx.borrow().clone();
-    let _ = op_tx
-        .send(Message::text(
-            json!({"type": "close_meeting", "meeting": meeting}).to_string(),
-        ))
-        .await;
-    reader.abort();
+    // The reader (stopped with the sites) hands the socket back; the meeting is closed.
+    if let Ok(mut op_tx) = reader.await {
+        let close = json!({"type": "close_meeting", "meeting": meeting});
+        let _ = op_tx.send(Message::text(close.to_string())).await;
+    }
 
     let procs = report::Procs {
         server: server_before.zip(server_after),
@@ -295,6 +324,24 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     };
     let ok = report::print(&opts, &outcomes, dialed_at, ended_at, &server_stats, &procs);
     Ok(ok)
+}
+
+/// A command of the meeting's course (docs/SIGNALING.md §2.4).
+fn command(meeting: i64, command: Value) -> Value {
+    json!({"type": "command", "meeting": meeting, "command": command})
+}
+
+/// The sites of a `meeting_state` that are connected, not the control center, and do not
+/// hold the floor yet.
+fn floor_due(state: &Value) -> Vec<i64> {
+    let floor: Vec<i64> = (state["floor"].as_array().into_iter().flatten())
+        .filter_map(Value::as_i64)
+        .collect();
+    (state["sites"].as_array().into_iter().flatten())
+        .filter(|s| s["connected"] == true && s["control_center"] != true)
+        .filter_map(|s| s["id"].as_i64())
+        .filter(|id| !floor.contains(id))
+        .collect()
 }
 
 /// The server's delay histogram on `/metrics`.

@@ -191,10 +191,12 @@ pub struct Media {
     /// The address sites reach the server at (the host candidate in every answer). Default: the
     /// bind address if it is specific, else the machine's first non-loopback IPv4 address.
     pub announce: Option<IpAddr>,
-    /// How many other sites each participant receives (1 to 25): the meeting's first to join.
-    /// Later sites are forwarded to nobody and pause their video until floor control lands.
+    /// How many other sites' pictures a site receives at most (1 to 25), whatever its frame
+    /// holds (the largest cells kept): what its downlink must carry. A site that no one
+    /// receives pauses its camera.
     pub view_size: usize,
-    /// How many sites the control center's console receives (1 to 49), to watch them.
+    /// How many sites the control center's console receives (1 to 49), to watch them: the
+    /// floor's first, then the others in the order they connected.
     pub monitor_view: usize,
     /// Media worker threads, each with its own UDP port (bind's port, then the next ones);
     /// 0 = one per CPU core. Open every one of these ports in the firewall.

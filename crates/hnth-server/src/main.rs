@@ -326,6 +326,10 @@ async fn serve(
         workers.router,
         outbox.clone(),
         settings.meeting.clone(),
+        live::meeting::Views {
+            site: settings.media.view_size,
+            monitor: settings.media.monitor_view,
+        },
     )
     .await?;
     let h = hub.clone();

@@ -66,6 +66,9 @@ const live = new Live({
         idle.hidden = true;
         liveEl.hidden = false;
         banner.textContent = msg.meeting.title;
+        // The site answered the emergency call it was alerted to: the alert's work is done.
+        if (alertBooking === msg.meeting.booking) hideAlert();
+        joinedBooking = msg.meeting.booking;
         $('video-paused').hidden = true;
         showMeeting();
         await live.startMedia(msg.meeting);
@@ -80,6 +83,7 @@ const live = new Live({
         const el = $('alert-banner');
         el.textContent = `${t('alert_emergency')}: ${msg.title}`;
         el.hidden = false;
+        alertBooking = msg.booking;
         break;
       }
       case 'send_video':
@@ -87,11 +91,24 @@ const live = new Live({
         break;
       case 'leave':
         live.stopMedia();
+        // Hung up from the meeting the alert was about: nothing of it stays on the kiosk.
+        if (alertBooking === joinedBooking) hideAlert();
+        joinedBooking = null;
         setIdle();
         break;
     }
   },
 });
+
+/** The emergency alert's booking, while the alert is shown; the booking of the meeting joined. */
+let alertBooking = null;
+let joinedBooking = null;
+
+function hideAlert() {
+  $('alert-banner').hidden = true;
+  $('alert-banner').textContent = '';
+  alertBooking = null;
+}
 
 /** The room's camera in the bar while no cell of the frame shows it. */
 function showSelfView() {

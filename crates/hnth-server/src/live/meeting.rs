@@ -71,6 +71,24 @@ pub struct LiveMeeting {
     pub version: i64,
 }
 
+/// How many sites' pictures a peer receives at most: a site (`media.view_size`: its downlink
+/// carries no more, whatever the frame has) and a console watching the meeting
+/// (`media.monitor_view`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Views {
+    pub site: usize,
+    pub monitor: usize,
+}
+
+impl Default for Views {
+    fn default() -> Self {
+        Views {
+            site: 8,
+            monitor: 24,
+        }
+    }
+}
+
 impl LiveMeeting {
     /// The next version's stamp at `now`.
     pub fn next_version(&mut self, now: DateTime<Utc>) -> i64 {
@@ -94,12 +112,12 @@ impl LiveMeeting {
     }
 
     /// What the media core does for `peer`: whose video it receives at which height, and
-    /// whether its own sound passes (C1, C4). `monitor`: how many sites a console watches.
+    /// whether its own sound passes (C1, C4), within `views`.
     pub fn setup_for(
         &self,
         peer: &PeerRef,
         peers: &[PeerRef],
-        monitor: usize,
+        views: Views,
         now: DateTime<Utc>,
     ) -> PeerSetup {
         let peer_of = |site: SiteId| {
@@ -119,7 +137,13 @@ impl LiveMeeting {
             }
         };
         if let (Some(site), PeerKind::Site | PeerKind::Control) = (peer.site, peer.kind) {
-            for (s, size) in self.rules.videos_for(site, now) {
+            // The frame's cells come largest first: a site past its view keeps the large ones.
+            for (s, size) in self
+                .rules
+                .videos_for(site, now)
+                .into_iter()
+                .take(views.site)
+            {
                 if let Some(id) = peer_of(s) {
                     add(id, cell(size));
                 }
@@ -136,7 +160,7 @@ impl LiveMeeting {
             for s in order
                 .into_iter()
                 .filter(|s| Some(*s) != peer.site)
-                .take(monitor)
+                .take(views.monitor)
             {
                 if let Some(id) = peer_of(s) {
                     add(id, cell(CellSize::Small));
@@ -318,21 +342,35 @@ mod tests {
             .apply(op, Command::GiveFloor { site: B }, now)
             .unwrap();
         // 1+7 in floor order: B large, then the chair's site (the control center), then A, C.
-        let at_a = m.setup_for(&ps[1], &ps, 24, now);
+        let at_a = m.setup_for(&ps[1], &ps, Views::default(), now);
         assert_eq!(frame(&at_a), vec![(10, 180), (12, 720), (13, 180)]);
         assert!(!at_a.heard, "A has no floor");
-        let at_b = m.setup_for(&ps[2], &ps, 24, now);
+        // A site's view caps what it gets, the large cell kept.
+        let one = Views {
+            site: 1,
+            monitor: 24,
+        };
+        assert_eq!(frame(&m.setup_for(&ps[1], &ps, one, now)), vec![(12, 720)]);
+        let at_b = m.setup_for(&ps[2], &ps, Views::default(), now);
         assert!(at_b.heard, "B holds the floor");
         assert_eq!(frame(&at_b), vec![(10, 180), (11, 180), (13, 180)]);
         // The control center is the chair's site here: heard, and it watches every site.
-        let cc = m.setup_for(&ps[0], &ps, 24, now);
+        let cc = m.setup_for(&ps[0], &ps, Views::default(), now);
         assert!(cc.heard);
         assert_eq!(frame(&cc), vec![(11, 180), (12, 720), (13, 180)]);
         // A watching console sends nothing, is heard by nobody, and watches every site small.
-        let w = m.setup_for(&ps[4], &ps, 24, now);
+        let w = m.setup_for(&ps[4], &ps, Views::default(), now);
         assert!(!w.heard);
         assert_eq!(frame(&w), vec![(10, 180), (11, 180), (12, 180), (13, 180)]);
-        let w2 = m.setup_for(&ps[4], &ps, 2, now);
+        let w2 = m.setup_for(
+            &ps[4],
+            &ps,
+            Views {
+                site: 8,
+                monitor: 2,
+            },
+            now,
+        );
         assert_eq!(frame(&w2), vec![(10, 180), (12, 180)], "the floor first");
 
         // The operator places C alone in a 1x1 frame: A gets only C, large.
@@ -343,9 +381,15 @@ mod tests {
         m.rules
             .apply(op, Command::SetFrame { frame: manual }, now)
             .unwrap();
-        assert_eq!(frame(&m.setup_for(&ps[1], &ps, 24, now)), vec![(13, 720)]);
+        assert_eq!(
+            frame(&m.setup_for(&ps[1], &ps, Views::default(), now)),
+            vec![(13, 720)]
+        );
         // C sees its own cell: nothing of itself.
-        assert_eq!(frame(&m.setup_for(&ps[3], &ps, 24, now)), vec![]);
+        assert_eq!(
+            frame(&m.setup_for(&ps[3], &ps, Views::default(), now)),
+            vec![]
+        );
         // P3: with pictures capped at 360 lines, the large cell gets the middle layer.
         let params = hnth_rules::meeting::Params {
             max_height: 360,
@@ -354,10 +398,16 @@ mod tests {
         m.rules
             .apply(op, Command::SetParams { params }, now)
             .unwrap();
-        assert_eq!(frame(&m.setup_for(&ps[1], &ps, 24, now)), vec![(13, 360)]);
+        assert_eq!(
+            frame(&m.setup_for(&ps[1], &ps, Views::default(), now)),
+            vec![(13, 360)]
+        );
         // A site that drops is on no screen.
         m.rules.site_disconnected(C);
-        assert_eq!(frame(&m.setup_for(&ps[1], &ps, 24, now)), vec![]);
+        assert_eq!(
+            frame(&m.setup_for(&ps[1], &ps, Views::default(), now)),
+            vec![]
+        );
     }
 
     #[test]

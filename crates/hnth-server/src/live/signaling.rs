@@ -21,7 +21,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::config::MeetingSettings;
 use crate::live::driver::{MediaCmd, MediaEvent, MediaRouter};
-use crate::live::meeting::{ConnId, LiveMeeting, PeerKind, PeerRef};
+use crate::live::meeting::{ConnId, LiveMeeting, PeerKind, PeerRef, Views};
 use crate::services::mail::Outbox;
 use crate::services::meetings::{self, Emergency, Opened, Refused};
 use crate::store::accounts::{Account, CurrentUser};
@@ -113,8 +113,6 @@ pub const TRANSPORT_CAP: usize = 1024 * 1024;
 /// Limits of one `view` message: more tracks than any view shows, taller than 8K.
 const VIEW_MAX_TRACKS: usize = 64;
 const VIEW_MAX_HEIGHT: u32 = 4320;
-/// How many sites a console watches at once.
-const MONITOR: usize = 49;
 
 const KNOWN_TYPES: &[&str] = &[
     "offer",
@@ -161,6 +159,8 @@ struct Inner {
     next_peer: PeerId,
     /// What the media core was last told for each peer (only changes are sent).
     sent: HashMap<PeerId, PeerSetup>,
+    /// How many pictures a site and a watching console receive at most.
+    views: Views,
     /// The frame last sent to each connection (only changes are sent).
     frames_sent: HashMap<ConnId, String>,
     /// The bookings whose meeting may be opened today, as the consoles list them.
@@ -273,6 +273,7 @@ impl Hub {
         media: MediaRouter,
         outbox: Outbox,
         settings: MeetingSettings,
+        views: Views,
     ) -> anyhow::Result<Arc<Hub>> {
         let sites = store::registry::sites(&db).await?;
         let (rec, rx) = unbounded_channel();
@@ -280,6 +281,7 @@ impl Hub {
         Ok(Arc::new(Hub {
             inner: Mutex::new(Inner {
                 sites,
+                views,
                 next_conn: 1,
                 next_peer: 1,
                 ..Default::default()
@@ -389,7 +391,7 @@ impl Hub {
             .as_ref()
             .filter(|_| device)
             .and_then(|s| g.meetings.values().find(|m| m.has_site(s.id)))
-            .map(|m| json!({"id": m.id, "title": m.title}));
+            .map(|m| json!({"id": m.id, "title": m.title, "booking": m.booking}));
         let _ = tx.send(
             json!({
                 "type": "welcome",
@@ -549,6 +551,13 @@ impl Hub {
                 chair,
                 sites,
             } => {
+                // A message of the wrong shape is a bad request for every role, as for the
+                // other messages (whose fields serde requires), before the role is checked.
+                if booking.is_none() && title.is_none() {
+                    return Err(Refusal::bad_request(
+                        "open_meeting needs a booking (its id) or, for an emergency, a title",
+                    ));
+                }
                 permit(account, &Action::OpenMeeting)?;
                 let now = Utc::now();
                 let opened = match (booking, title) {
@@ -567,11 +576,7 @@ impl Hub {
                                 refused(e, "registering and opening an emergency meeting")
                             })?
                     }
-                    (None, None) => {
-                        return Err(Refusal::bad_request(
-                            "open_meeting needs a booking (its id) or, for an emergency, a title",
-                        ))
-                    }
+                    (None, None) => unreachable!("checked above"),
                 };
                 if opened.booking.emergency {
                     // B5: every console and the sites called are alerted at once.
@@ -846,13 +851,18 @@ impl Hub {
                     .peers
                     .values()
                     .any(|p| p.site_id == Some(*site) && p.meeting == meeting);
-                if let (true, Some(c)) = (calling, g.site_conn.get(site).copied()) {
-                    send_join(&g, c, meeting);
-                    broadcast_consoles(
-                        &g,
-                        json!({"type": "dialing", "meeting": meeting, "site": site}).to_string(),
-                    );
+                if !calling {
+                    continue;
                 }
+                // An offline site is a site of the meeting all the same: it gets `join` as
+                // soon as its device connects, and the console sees that it was called.
+                let online = g.site_conn.get(site).copied();
+                if let Some(c) = online {
+                    send_join(&g, c, meeting);
+                }
+                let msg = json!({"type": "dialing", "meeting": meeting, "site": site,
+                    "online": online.is_some()});
+                broadcast_consoles(&g, msg.to_string());
             }
             broadcast_consoles(&g, meetings_msg(&g));
             broadcast_consoles(&g, sites_msg(&g));
@@ -1086,7 +1096,7 @@ impl Hub {
         let setup = g
             .meetings
             .get(&meeting)
-            .map(|m| m.setup_for(&me, &refs, MONITOR, now))
+            .map(|m| m.setup_for(&me, &refs, g.views, now))
             .expect("checked");
         g.sent.insert(peer, setup.clone());
         self.media.send(MediaCmd::AddPeer {
@@ -1509,7 +1519,7 @@ fn send_join(g: &Inner, conn: ConnId, meeting: i64) {
     if let Some(c) = g.conns.get(&conn) {
         let _ = c
             .tx
-            .send(json!({"type": "join", "meeting": {"id": m.id, "title": m.title}}).to_string());
+            .send(json!({"type": "join", "meeting": {"id": m.id, "title": m.title, "booking": m.booking}}).to_string());
     }
 }
 
@@ -1651,7 +1661,7 @@ fn apply_meeting(g: &mut Inner, out: &Out, meeting: i64, now: DateTime<Utc>) {
     };
     let setups: Vec<(PeerId, PeerSetup)> = refs
         .iter()
-        .map(|p| (p.id, m.setup_for(p, &refs, MONITOR, now)))
+        .map(|p| (p.id, m.setup_for(p, &refs, g.views, now)))
         .collect();
     for (peer, setup) in setups {
         let last = g.sent.get(&peer);
@@ -1831,6 +1841,7 @@ mod tests {
             MediaRouter::new(vec![media_tx]),
             Outbox::default(),
             settings,
+            Views::default(),
         )
         .await
         .unwrap();
