@@ -172,6 +172,9 @@ pub enum Output {
     },
 }
 
+/// How long a receiver waits for the keyframe of the layer it switches to before it is asked
+/// for again.
+const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
 /// How many due timeouts `poll_peer` serves in one call (see there).
 const DUE_ROUNDS: usize = 16;
 /// RFC 6464's audio level of digital silence, as str0m reports it (-dBov).
@@ -856,11 +859,18 @@ impl Conference {
             if pkt.video && pkt.rid.is_some() {
                 let cap = height_cap(layers, t.shown_height());
                 if let Some(want) = choose_layer(t.budget_bps, layers, t.layer.as_ref(), cap) {
+                    // A keyframe asked for and not come (the request or the keyframe lost,
+                    // or the encoder busy) is asked for again: a receiver starting on this
+                    // layer gets nothing of the picture until then.
+                    let unanswered = t
+                        .wanted_asked
+                        .is_some_and(|at| now.duration_since(at) >= KEYFRAME_RETRY);
                     if t.layer == Some(want) {
                         // Back to the current layer: a switch still waited for is void.
                         t.wanted = None;
-                    } else if t.wanted != Some(want) {
+                    } else if t.wanted != Some(want) || unanswered {
                         t.wanted = Some(want);
+                        t.wanted_asked = Some(now);
                         if !keyframe_wanted.contains(&Some(want)) {
                             if let Some(slot) = keyframe_wanted.iter_mut().find(|w| w.is_none()) {
                                 *slot = Some(want);

@@ -79,6 +79,8 @@ pub(crate) struct TrackOut {
     /// The simulcast layer being forwarded, and the one waited for (its keyframe).
     pub(crate) layer: Option<Option<Rid>>,
     pub(crate) wanted: Option<Option<Rid>>,
+    /// When the keyframe of `wanted` was last asked for.
+    pub(crate) wanted_asked: Option<Instant>,
     /// The receiver's payload type for the source's last one.
     pub(crate) pt: Option<(Pt, Pt)>,
     /// How tall the receiver shows this video, in device pixels ([`Conference::set_view`]);
@@ -173,6 +175,7 @@ impl TrackOut {
             state: OutState::ToOpen,
             layer: None,
             wanted: None,
+            wanted_asked: None,
             pt: None,
             view_height: None,
             cell_height: None,

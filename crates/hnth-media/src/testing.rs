@@ -154,6 +154,9 @@ pub struct SiteConfig {
     pub fps: u32,
     /// Every layer sends a keyframe this often, and on every keyframe request.
     pub keyframe_interval: Duration,
+    /// Keyframe requests are ignored until then (requests or their keyframes lost, a busy
+    /// encoder).
+    pub ignore_keyframe_requests_until: Option<Instant>,
     /// Real media instead of stamped frames (see [`SiteConfig::with_clip`]); None: synthetic.
     pub clip: Option<Arc<crate::clip::Clip>>,
     /// The DTLS certificate to use; None: a new one (1.2 ms). A load generator running many
@@ -194,6 +197,7 @@ impl SiteConfig {
             ],
             fps: 30,
             keyframe_interval: Duration::from_secs(3),
+            ignore_keyframe_requests_until: None,
             clip: None,
             dtls_cert: None,
         }
@@ -282,7 +286,14 @@ pub struct RemoteTrack {
     /// The same, only for frames received 3 s or more after the track's first frame: the
     /// steady state, without the start (estimates ramping up, first layer switches).
     pub steady_delays_us: Vec<u64>,
+    /// Audio: the talk spurts received, (first frame, last frame), a new one after a gap of
+    /// [`SPURT_GAP`]: when the floor opened and closed for this sender, as heard here.
+    pub spurts: Vec<(Instant, Instant)>,
 }
+
+/// A pause in a sender's audio longer than this ends its talk spurt (a site sends a frame
+/// every 20 ms while its sound passes).
+pub const SPURT_GAP: Duration = Duration::from_millis(250);
 
 /// How long after a track's first frame its delays count as steady.
 pub const WARM_UP: Duration = Duration::from_secs(3);
@@ -312,6 +323,7 @@ impl RemoteTrack {
             last_frame_at: None,
             delays_us: Vec::new(),
             steady_delays_us: Vec::new(),
+            spurts: Vec::new(),
         }
     }
 
@@ -328,6 +340,12 @@ impl RemoteTrack {
         self.bytes += data.len() as u64;
         self.first_frame_at.get_or_insert(now);
         self.last_frame_at = Some(now);
+        if self.kind == MediaKind::Audio {
+            match self.spurts.last_mut() {
+                Some((_, last)) if now.saturating_duration_since(*last) < SPURT_GAP => *last = now,
+                _ => self.spurts.push((now, now)),
+            }
+        }
         if !contiguous {
             self.discontinuities += 1;
         }
@@ -453,6 +471,11 @@ impl SyntheticSite {
 
     pub fn config(&self) -> &SiteConfig {
         &self.config
+    }
+
+    /// The configuration, to change while the site runs (a test's fault injected later).
+    pub fn config_mut(&mut self) -> &mut SiteConfig {
+        &mut self.config
     }
 
     /// The initial offer: sendonly audio and video (simulcast if more than one layer).
@@ -875,6 +898,13 @@ impl SyntheticSite {
                     return;
                 }
                 self.sent.keyframe_requests += 1;
+                if self
+                    .config
+                    .ignore_keyframe_requests_until
+                    .is_some_and(|t| now < t)
+                {
+                    return;
+                }
                 let simulcast = self.config.layers.len() > 1;
                 for (i, l) in self.config.layers.iter().enumerate() {
                     let hit = match r.rid {

@@ -209,3 +209,46 @@ fn the_large_picture_takes_the_share_the_thumbnails_leave() {
         assert_eq!(t.layer, Some(want), "{}", describe(t));
     }
 }
+
+#[test]
+fn a_keyframe_request_left_unanswered_is_asked_again() {
+    // The sender makes keyframes only when asked (as a browser does) and ignores the first
+    // requests: a receiver that joins later must still get its picture.
+    let mut sim = Sim::new(Config::default());
+    let mut sender = Sim::light_site(1);
+    sender.keyframe_interval = Duration::from_secs(3600);
+    sim.add_site(1, 1, sender).expect("add the sender");
+    sim.add_site(2, 1, Sim::light_site(2))
+        .expect("add the first receiver");
+    sim.run_for(Duration::from_secs(2));
+    assert!(
+        video(&sim, 2, 1).frames > 0,
+        "{}",
+        describe(video(&sim, 2, 1))
+    );
+    // For the next 3 s the sender ignores every request: the late receiver's first ones.
+    let asked = sim.site(1).sent().keyframe_requests;
+    let deaf = sim.now + Duration::from_secs(3);
+    sim.site_mut(1)
+        .site
+        .config_mut()
+        .ignore_keyframe_requests_until = Some(deaf);
+    sim.add_site(3, 1, Sim::light_site(3))
+        .expect("add the late receiver");
+    let got = sim.run_until(Duration::from_secs(10), |s| {
+        s.site(3)
+            .track("stream-1", MediaKind::Video)
+            .is_some_and(|t| t.frames > 0)
+    });
+    let t = sim.site(3).track("stream-1", MediaKind::Video);
+    assert!(
+        got,
+        "the late receiver never got a picture: {:?}",
+        t.map(describe)
+    );
+    assert!(
+        sim.site(1).sent().keyframe_requests > asked + 1,
+        "asked {} times",
+        sim.site(1).sent().keyframe_requests - asked
+    );
+}
