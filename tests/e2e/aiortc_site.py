@@ -5,6 +5,9 @@ It logs in with POST /api/v1/login, opens /ws?token=..., waits for `join`, sends
 offer with synthetic audio (a tone) and video (a moving test pattern), answers the server's
 renegotiation `offer`s, and counts what it actually decodes per remote stream (msid).
 
+It follows the meeting's course (`meeting_state`, `frame`) and can send any message of the
+protocol with send_threadsafe (a speak request, a roll call: `command`, §2.4).
+
 Library use (tests):     site = AiortcSite(base, "dc-vinh-loi", pw); site.start(); ...; site.snapshot(); site.stop()
 Command line:            python3 tests/e2e/aiortc_site.py --server http://127.0.0.1:PORT --user dc-vinh-loi --password ...
 
@@ -137,7 +140,7 @@ class AiortcSite:
         self._st: dict[str, Any] = {
             "connected": False, "welcome": None, "site": None, "state": "idle", "meeting": None,
             "participants": [], "errors": [], "pc": None, "received": [], "fatal": None,
-            "offers_answered": 0, "joins": 0,
+            "offers_answered": 0, "joins": 0, "meeting_state": None, "frame": None,
         }
         # stream id -> counters (cumulative over the session)
         self._streams: dict[str, dict[str, Any]] = {}
@@ -284,6 +287,11 @@ class AiortcSite:
                 self._st["offers_answered"] += 1
         elif t == "participants":
             self._set(participants=msg.get("list") or [])
+        elif t == "meeting_state":
+            # The meeting's course (docs/SIGNALING.md §2.5): the floor, the queue, the frame.
+            self._set(meeting_state=msg)
+        elif t == "frame":
+            self._set(frame=msg)
         elif t == "error":
             self.log(f"server error {msg}")
             with self._lock:
