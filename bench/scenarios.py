@@ -8,6 +8,9 @@ packet load right after each row, so the table shows hnth / limit in the same ru
 delay the bare forwarder itself adds (this machine's floor for hnth's server-added delay).
 
     python3 bench/scenarios.py --sites 9,10,25,50 --seconds 20 [--view 8] [--limit] [--janus]
+
+Other options go to hnth-bench as they are, e.g. `--layout 1+7 --floor-cycles 8` (the floor's
+delays, C4).
 """
 
 import argparse
@@ -195,6 +198,7 @@ def main():
 
     if not args.janus_only:
         print_hnth(rows)
+        print_floor(rows)
     print_janus(rows)
     # Non-zero when media did not flow everywhere in some run (the tables say where).
     sys.exit(0 if ok else 1)
@@ -233,6 +237,24 @@ def print_hnth(rows):
               f"| {r['kernel_udp']['RcvbufErrors'] + r['kernel_udp']['SndbufErrors']}"
               f" ({r['kernel_udp'].get('ServerDrops', 0)}) "
               f"| {fmt(g.get('core_pct'), '.0f')} | {r['complete_sites']}/{r['sites']} |")
+
+
+def print_floor(rows):
+    """The floor (C4) when hnth-bench cycled it (--floor-cycles N): from the operator's give to
+    the first sound each other site heard, and from the take-back to when it stopped there (at
+    most the last packet heard + the 20 ms to the next)."""
+    rows = [r for r in rows if (r.get("floor") or {}).get("cycles")]
+    if not rows:
+        return
+    print()
+    print("| sites | floor cycles | receptions heard (none) | give → first audio p50/p99/max ms"
+          " | take back → sound stopped (≤ last packet + 20 ms) p50/p99/max ms |")
+    print("|" + "---|" * 5)
+    for r in rows:
+        f = r["floor"]
+        g, t = f["grant_ms"], f["take_ms"]
+        print(f"| {r['sites']} | {f['cycles']} | {f['heard']} ({f['not_heard']}) "
+              f"| {fmt(g['p50'])}/{fmt(g['p99'])}/{fmt(g['max'])} | {fmt(t['p50'])}/{fmt(t['p99'])}/{fmt(t['max'])} |")
 
 
 def delay(d):

@@ -68,6 +68,37 @@ def test_bench_view_limits_what_each_site_receives(inside_netns):
         srv.stop()
 
 
+def test_bench_floor_cycles_open_and_close_a_sites_sound_for_everyone(inside_netns):
+    """C4 under load: the operator of `hnth-bench --floor-cycles 2` gives the floor to two
+    sites that are not speakers, one after the other, and takes it back; every other site hears
+    each of them after the give (nothing before: the spurt begins after it), and the figures
+    (give → first sound, take back → sound stopped) are printed, not asserted."""
+    data = tempfile.mkdtemp(prefix="hnth-bench-data-")
+    logs = tempfile.mkdtemp(prefix="hnth-bench-log-")
+    srv = OwnServer(data_dir=data, password=PASSWORD, log_path=f"{logs}/server.log",
+                    extra_args=["--bench-sites", "2", "--view-size", "3"]).start()
+    bench = os.environ.get("HNTH_BENCH_BIN") or str(REPO / "target" / "debug" / "hnth-bench")
+    try:
+        run = subprocess.run(
+            [bench, "--server", srv.base, "--password", PASSWORD, "--sites", "10", "--view", "3",
+             "--duration", "10", "--floor-cycles", "2", "--bind-ip", "10.77.0.2"],
+            capture_output=True, text=True, timeout=180,
+        )
+        print(run.stdout)
+        assert run.returncode == 0, (
+            f"hnth-bench exited {run.returncode}\n--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}"
+            f"\n--- server log\n{srv.log_tail()}"
+        )
+        line = next(l for l in run.stdout.splitlines() if l.startswith("BENCH-JSON "))
+        floor = json.loads(line.split(" ", 1)[1])["floor"]
+        assert floor["cycles"] == 2, floor
+        assert (floor["heard"], floor["not_heard"]) == (2 * 9, 0), floor
+        assert floor["grant_ms"]["p50"] is not None and floor["take_ms"]["p50"] is not None, floor
+        assert any(l.startswith("floor (C4)") for l in run.stdout.splitlines()), run.stdout
+    finally:
+        srv.stop()
+
+
 def test_two_media_workers_carry_meetings_one_after_the_other(inside_netns):
     """With two media workers (two UDP ports), two meetings in a row are placed on different
     workers (ties go round) and media flows in both."""

@@ -595,6 +595,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<bool> {
         socket_wait: None,
         server_delay_steady: None,
         steady_after: Duration::ZERO,
+        floor: Vec::new(),
     };
     let ok = report::print(&opts, &list, started_at, ended_at, &Value::Null, &procs);
     print_joins(&list, &times);

@@ -13,6 +13,7 @@
 
 mod http;
 mod janus;
+mod operator;
 mod report;
 mod site;
 
@@ -111,6 +112,11 @@ pub struct Opts {
     /// written (and stamped) at most this late. 0: exact times.
     #[arg(long, default_value_t = 5.0)]
     pub timer_tick_ms: f64,
+    /// After the joins, give the floor to this many sites that are not speakers, one at a
+    /// time, for 1.5 s each, and print from the give to the first audio heard and from the
+    /// take-back to the last (C4). Every site sends sound here: not with --muted.
+    #[arg(long, default_value_t = 0)]
+    pub floor_cycles: usize,
     /// 3 sites for 5 seconds; exit 1 unless every site received audio and video from every
     /// other site.
     #[arg(long)]
@@ -171,6 +177,9 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     }
     if opts.sites < 2 || opts.sites > 1000 {
         bail!("--sites must be 2 to 1000");
+    }
+    if opts.floor_cycles > 0 && opts.muted {
+        bail!("--floor-cycles needs every site to send sound: drop --muted");
     }
     let host = http::host_port(&opts.server)?;
     let health = http::get(&host, "/healthz")
@@ -240,7 +249,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     // speakers first.
     for cmd in [
         json!({"type": "dial_all", "meeting": meeting}),
-        command(meeting, json!({"type": "set_debate", "on": true})),
+        operator::command(meeting, json!({"type": "set_debate", "on": true})),
     ] {
         op_tx.send(Message::text(cmd.to_string())).await?;
     }
@@ -249,48 +258,21 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
         opts.sites, opts.duration
     );
 
-    // Keep reading the operator socket (pongs, server stats) while media flows, and give the
-    // floor to each speaker as soon as its media is connected (the floor goes only to a
-    // connected site).
+    // The operator keeps reading (server stats), gives the speakers the floor as they connect
+    // and, with --floor-cycles, gives and takes the floor of the other sites once the joins
+    // are done.
     let (stats_tx, stats_rx) = watch::channel(Value::Null);
-    // The speakers: the first view+1 sites to connect.
-    let speakers = opts.view + 1;
-    let mut reader_stop = stop_rx.clone();
-    let reader = tokio::spawn(async move {
-        let mut asked = std::collections::HashSet::new();
-        loop {
-            let msg = tokio::select! {
-                m = next_json(&mut op_rx) => match m {
-                    Ok(m) => m,
-                    Err(_) => break,
-                },
-                _ = reader_stop.changed() => break,
-            };
-            match msg["type"].as_str() {
-                Some("stats") => {
-                    let _ = stats_tx.send(msg["list"].clone());
-                }
-                Some("meeting_state") if msg["meeting"].as_i64() == Some(meeting) => {
-                    for site in floor_due(&msg) {
-                        if asked.len() < speakers && asked.insert(site) {
-                            let give =
-                                command(meeting, json!({"type": "give_floor", "site": site}));
-                            if op_tx.send(Message::text(give.to_string())).await.is_err() {
-                                return op_tx;
-                            }
-                        }
-                    }
-                }
-                Some("error") => eprintln!("operator: {msg}"),
-                _ => {}
-            }
-        }
-        op_tx
-    });
+    let steady_after = Duration::from_secs_f64((opts.duration / 2.0).min(8.0));
+    let plan = operator::Plan {
+        meeting,
+        speakers: opts.view + 1,
+        cycles: opts.floor_cycles,
+        cycles_from: dialed_at + steady_after,
+    };
+    let reader = tokio::spawn(operator::run(op_tx, op_rx, plan, stats_tx, stop_rx.clone()));
     // The measuring window itself: media flows while this waits. The server's delay is also
     // read from a mark after the joins (a hundred DTLS handshakes at once queue the media
     // behind them), like the generator's own steady-state delays.
-    let steady_after = Duration::from_secs_f64((opts.duration / 2.0).min(8.0));
     tokio::time::sleep(steady_after).await;
     let metrics_steady = http::metrics(&host).await;
     tokio::time::sleep_until((dialed_at + Duration::from_secs_f64(opts.duration)).into()).await;
@@ -308,8 +290,10 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
         }
     }
     let server_stats = stats_rx.borrow().clone();
-    // The reader (stopped with the sites) hands the socket back; the meeting is closed.
-    if let Ok(mut op_tx) = reader.await {
+    // The operator (stopped with the sites) hands the socket back; the meeting is closed.
+    let mut floor_cycles = Vec::new();
+    if let Ok((mut op_tx, cycles)) = reader.await {
+        floor_cycles = cycles;
         let close = json!({"type": "close_meeting", "meeting": meeting});
         let _ = op_tx.send(Message::text(close.to_string())).await;
     }
@@ -321,27 +305,10 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
         socket_wait: histograms(&metrics_before, &metrics_after, SOCKET_WAIT),
         server_delay_steady: histograms(&metrics_steady, &metrics_after, SERVER_DELAY),
         steady_after,
+        floor: floor_cycles,
     };
     let ok = report::print(&opts, &outcomes, dialed_at, ended_at, &server_stats, &procs);
     Ok(ok)
-}
-
-/// A command of the meeting's course (docs/SIGNALING.md §2.4).
-fn command(meeting: i64, command: Value) -> Value {
-    json!({"type": "command", "meeting": meeting, "command": command})
-}
-
-/// The sites of a `meeting_state` that are connected, not the control center, and do not
-/// hold the floor yet.
-fn floor_due(state: &Value) -> Vec<i64> {
-    let floor: Vec<i64> = (state["floor"].as_array().into_iter().flatten())
-        .filter_map(Value::as_i64)
-        .collect();
-    (state["sites"].as_array().into_iter().flatten())
-        .filter(|s| s["connected"] == true && s["control_center"] != true)
-        .filter_map(|s| s["id"].as_i64())
-        .filter(|id| !floor.contains(id))
-        .collect()
 }
 
 /// The server's delay histogram on `/metrics`.

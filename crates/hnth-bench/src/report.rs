@@ -6,6 +6,7 @@ use hnth_media::testing::percentile;
 use serde_json::{json, Value};
 use str0m::media::MediaKind;
 
+use crate::operator::{FloorCycle, HOLD, PAUSE};
 use crate::site::SiteOutcome;
 use crate::Opts;
 
@@ -73,6 +74,8 @@ pub struct Procs {
     /// The server's delay from `steady_after` past dialing to the end (joins done).
     pub server_delay_steady: Option<(crate::http::Buckets, crate::http::Buckets)>,
     pub steady_after: std::time::Duration,
+    /// The floor given and taken back by the operator (`--floor-cycles`).
+    pub floor: Vec<FloorCycle>,
 }
 
 /// Prints the table; true when every site received audio and video from as many others as
@@ -273,6 +276,7 @@ pub fn print(
         "socket_wait": procs.socket_wait.as_ref().map(|(a, b)| delay_json(a, b)),
         "server_delay_steady": procs.server_delay_steady.as_ref().map(|(a, b)| delay_json(a, b)),
         "steady_after_s": procs.steady_after.as_secs_f64(),
+        "floor": floor_json(&procs.floor, outcomes),
     });
     let f = |v: &Value| match v.as_f64() {
         Some(x) => format!("{x:.1}"),
@@ -342,6 +346,16 @@ pub fn print(
                 v["rss_mib_per_site"].as_f64().unwrap_or(0.0),
             );
         }
+    }
+    let fl = &summary["floor"];
+    if fl["cycles"].as_u64().unwrap_or(0) > 0 {
+        println!(
+            "floor (C4), {} give-and-take cycles heard at {} receptions: give → first audio p50 {} / p99 {} / max {} ms; take back → sound stopped (≤ last packet + 20 ms) p50 {} / p99 {} / max {} ms; {} receptions heard nothing",
+            fl["cycles"], fl["heard"],
+            f(&fl["grant_ms"]["p50"]), f(&fl["grant_ms"]["p99"]), f(&fl["grant_ms"]["max"]),
+            f(&fl["take_ms"]["p50"]), f(&fl["take_ms"]["p99"]), f(&fl["take_ms"]["max"]),
+            fl["not_heard"],
+        );
     }
     println!("BENCH-JSON {summary}");
     if !per_site {
@@ -437,4 +451,48 @@ fn delay_json(a: &crate::http::Buckets, b: &crate::http::Buckets) -> Value {
     };
     json!({"p50_ms_le": ms(q(0.5)), "p99_ms_le": ms(q(0.99)), "p999_ms_le": ms(q(0.999)),
            "datagrams": q(0.5).map(|(_, n)| n)})
+}
+
+/// A site's audio packets come every 20 ms.
+const AUDIO_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The floor's delays as the receivers heard them: for each cycle and each other site, the
+/// talk spurt of the cycled site's audio that began after the give; from the give to its
+/// first frame, and from the take-back to when it stopped (at most its last frame + 20 ms).
+fn floor_json(cycles: &[FloorCycle], outcomes: &[SiteOutcome]) -> Value {
+    let (mut grant, mut take, mut not_heard) = (Vec::new(), Vec::new(), 0u64);
+    for c in cycles {
+        let stream = format!("site-{}", c.site);
+        for o in outcomes.iter().filter(|o| o.site_id != c.site) {
+            // The spurts of this cycle: begun after the give and before the next one (a
+            // spurt split by a pause in the middle still ends the cycle with its last).
+            let until = c.taken.unwrap_or(c.given + HOLD) + PAUSE;
+            let spurts: Vec<_> = (o.remote.iter())
+                .filter(|t| t.kind == MediaKind::Audio && t.stream_id == stream)
+                .flat_map(|t| t.spurts.iter())
+                .filter(|(first, _)| *first >= c.given && *first < until)
+                .collect();
+            let (Some(first), Some(last)) = (
+                spurts.iter().map(|s| s.0).min(),
+                spurts.iter().map(|s| s.1).max(),
+            ) else {
+                not_heard += 1;
+                continue;
+            };
+            grant.push((first - c.given).as_micros() as u64);
+            if let Some(taken) = c.taken {
+                // The sound stopped between the last packet heard and the next one due (a
+                // packet every 20 ms): the upper bound counts.
+                let stopped = last + AUDIO_INTERVAL;
+                take.push(stopped.saturating_duration_since(taken).as_micros() as u64);
+            }
+        }
+    }
+    let p = |v: &mut Vec<u64>, q: f64| percentile(v, q).map(|u| u as f64 / 1000.0);
+    let max = |v: &[u64]| v.iter().max().map(|u| *u as f64 / 1000.0);
+    json!({
+        "cycles": cycles.len(), "heard": grant.len(), "not_heard": not_heard,
+        "grant_ms": {"p50": p(&mut grant, 50.0), "p99": p(&mut grant, 99.0), "max": max(&grant)},
+        "take_ms": {"p50": p(&mut take, 50.0), "p99": p(&mut take, 99.0), "max": max(&take)},
+    })
 }
