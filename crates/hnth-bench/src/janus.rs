@@ -596,6 +596,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<bool> {
         server_delay_steady: None,
         steady_after: Duration::ZERO,
         floor: Vec::new(),
+        floor_holders: None,
     };
     let ok = report::print(&opts, &list, started_at, ended_at, &Value::Null, &procs);
     print_joins(&list, &times);

@@ -112,6 +112,10 @@ pub struct Opts {
     /// written (and stamped) at most this late. 0: exact times.
     #[arg(long, default_value_t = 5.0)]
     pub timer_tick_ms: f64,
+    /// How many sites hold the floor throughout (C4, a debate): the first to connect. Default:
+    /// view + 1, every site any view shows. The others' sound is dropped at the server.
+    #[arg(long)]
+    pub speakers: Option<usize>,
     /// After the joins, give the floor to this many sites that are not speakers, one at a
     /// time, for 1.5 s each, and print from the give to the first audio heard and from the
     /// take-back to the last (C4). Every site sends sound here: not with --muted.
@@ -244,9 +248,9 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     let metrics_before = http::metrics(&host).await;
     let dialed_at = Instant::now();
     // C4: a site is heard only with the floor. The operator holds a debate, so that the
-    // meeting's speakers (the first view+1 sites to connect) are heard at once, as a chair
-    // would call them on; the others are not heard, and the frame (floor order) shows the
-    // speakers first.
+    // meeting's speakers (--speakers, the first sites to connect) are heard at once, as a
+    // chair would call them on; the others are not heard, and the frame (floor order) shows
+    // the speakers first.
     for cmd in [
         json!({"type": "dial_all", "meeting": meeting}),
         operator::command(meeting, json!({"type": "set_debate", "on": true})),
@@ -265,7 +269,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     let steady_after = Duration::from_secs_f64((opts.duration / 2.0).min(8.0));
     let plan = operator::Plan {
         meeting,
-        speakers: opts.view + 1,
+        speakers: opts.speakers.unwrap_or(opts.view + 1),
         cycles: opts.floor_cycles,
         cycles_from: dialed_at + steady_after,
     };
@@ -291,9 +295,15 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     }
     let server_stats = stats_rx.borrow().clone();
     // The operator (stopped with the sites) hands the socket back; the meeting is closed.
-    let mut floor_cycles = Vec::new();
-    if let Ok((mut op_tx, cycles)) = reader.await {
+    let (mut floor_cycles, mut floor_holders) = (Vec::new(), None);
+    if let Ok(operator::Outcome {
+        tx: mut op_tx,
+        cycles,
+        speakers,
+    }) = reader.await
+    {
         floor_cycles = cycles;
+        floor_holders = Some(speakers.into_iter().map(|s| s as u64).collect());
         let close = json!({"type": "close_meeting", "meeting": meeting});
         let _ = op_tx.send(Message::text(close.to_string())).await;
     }
@@ -306,6 +316,7 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
         server_delay_steady: histograms(&metrics_steady, &metrics_after, SERVER_DELAY),
         steady_after,
         floor: floor_cycles,
+        floor_holders,
     };
     let ok = report::print(&opts, &outcomes, dialed_at, ended_at, &server_stats, &procs);
     Ok(ok)

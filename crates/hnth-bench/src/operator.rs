@@ -52,15 +52,22 @@ fn connected(state: &Value) -> Vec<i64> {
         .collect()
 }
 
-/// Runs until `stop` changes or the socket closes; hands the socket's sender back (to close
-/// the meeting) with the floor cycles done.
+/// What the operator hands back when it stops: the socket's sender (to close the meeting), the
+/// floor cycles done and the speakers (the sites given the floor for the whole meeting).
+pub struct Outcome<Tx> {
+    pub tx: Tx,
+    pub cycles: Vec<FloorCycle>,
+    pub speakers: HashSet<i64>,
+}
+
+/// Runs until `stop` changes or the socket closes.
 pub async fn run<Tx, Rx>(
     mut tx: Tx,
     mut rx: Rx,
     plan: Plan,
     stats: watch::Sender<Value>,
     mut stop: watch::Receiver<bool>,
-) -> (Tx, Vec<FloorCycle>)
+) -> Outcome<Tx>
 where
     Tx: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin,
     Rx: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
@@ -121,7 +128,11 @@ where
                     {
                         let give = command(meeting, json!({"type": "give_floor", "site": site}));
                         if tx.send(Message::text(give.to_string())).await.is_err() {
-                            return (tx, cycles);
+                            return Outcome {
+                                tx,
+                                cycles,
+                                speakers,
+                            };
                         }
                     }
                 }
@@ -130,7 +141,11 @@ where
             _ => {}
         }
     }
-    (tx, cycles)
+    Outcome {
+        tx,
+        cycles,
+        speakers,
+    }
 }
 
 fn open_cycle(cycles: &[FloorCycle]) -> bool {

@@ -76,6 +76,9 @@ pub struct Procs {
     pub steady_after: std::time::Duration,
     /// The floor given and taken back by the operator (`--floor-cycles`).
     pub floor: Vec<FloorCycle>,
+    /// The sites that held the floor throughout (C4): only their sound is forwarded. None:
+    /// no floor control (Janus).
+    pub floor_holders: Option<std::collections::BTreeSet<u64>>,
 }
 
 /// Prints the table; true when every site received audio and video from as many others as
@@ -144,8 +147,10 @@ pub fn print(
             .iter()
             .copied()
             .filter(|f| {
-                (muted.contains(f) || flowing(MediaKind::Audio, *f))
-                    && flowing(MediaKind::Video, *f)
+                // A muted site, or one without the floor, is rightly not heard.
+                let unheard = muted.contains(f)
+                    || (procs.floor_holders.as_ref()).is_some_and(|h| !h.contains(f));
+                (unheard || flowing(MediaKind::Audio, *f)) && flowing(MediaKind::Video, *f)
             })
             .collect();
         speakers.extend(senders.iter().copied());

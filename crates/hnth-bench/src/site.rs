@@ -42,6 +42,9 @@ pub struct SiteOutcome {
     pub expected_senders: Option<Vec<u64>>,
     /// The microphone was open at the end (`--muted`: only the main picture's site).
     pub talking: bool,
+    /// The height of each stream's cell in the last `frame` the server sent (C1): what the
+    /// site's screen shows.
+    pub frame: BTreeMap<String, u32>,
 }
 
 pub async fn run(
@@ -87,6 +90,7 @@ pub async fn run(
         errors: Vec::new(),
         expected_senders: None,
         talking: !opts.muted,
+        frame: BTreeMap::new(),
     };
     // The signaling socket is read by its own task: polling tungstenite's stream costs a
     // memset of its whole read buffer (128 KiB) every time, and the media loop below is polled
@@ -106,7 +110,7 @@ pub async fn run(
     let mut report = tokio::time::interval(Duration::from_secs(1));
     let grid = TimerGrid::new(Instant::now(), opts.timer_tick_ms);
     let mut to_send: Vec<Value> = Vec::new();
-    let mut view_sent: Vec<String> = Vec::new();
+    let mut view_sent: Vec<(String, u32)> = Vec::new();
     let mut check_view = false;
     loop {
         let now = Instant::now();
@@ -178,7 +182,7 @@ pub async fn run(
             // Not on every datagram batch: after signaling and once a second.
             if std::mem::take(&mut check_view) {
                 if opts.layout == Layout::OnePlusSeven {
-                    if let Some(view) = one_plus_seven(s, &mut view_sent) {
+                    if let Some(view) = one_plus_seven(s, &out.frame, &mut view_sent) {
                         to_send.push(view);
                     }
                 }
@@ -213,19 +217,33 @@ pub async fn run(
     Ok(out)
 }
 
-/// The `view` of a 1+7 layout when the site's received videos changed since `sent`: the
-/// smallest stream id large (720 lines), the others as thumbnails (180).
-fn one_plus_seven(site: &SyntheticSite, sent: &mut Vec<String>) -> Option<Value> {
+/// The `view` of a 1+7 layout when the site's received videos or its frame changed since
+/// `sent`: each video at the height of its cell in the server's frame (C1), as the site app
+/// draws it; before any frame, the smallest stream id large (720 lines), the others as
+/// thumbnails (180).
+fn one_plus_seven(
+    site: &SyntheticSite,
+    frame: &BTreeMap<String, u32>,
+    sent: &mut Vec<(String, u32)>,
+) -> Option<Value> {
     let mut streams: Vec<&str> = received_videos(site).collect();
     streams.sort_unstable();
-    if streams.is_empty() || streams.iter().eq(sent.iter()) {
+    let tracks: Vec<(String, u32)> = (streams.iter().enumerate())
+        .map(|(i, s)| {
+            let guess = if i == 0 { 720 } else { 180 };
+            let height = match frame.is_empty() {
+                true => guess,
+                false => frame.get(*s).copied().unwrap_or(180),
+            };
+            (s.to_string(), height)
+        })
+        .collect();
+    if tracks.is_empty() || tracks == *sent {
         return None;
     }
-    *sent = streams.iter().map(|s| s.to_string()).collect();
-    let tracks: Vec<Value> = streams
-        .iter()
-        .enumerate()
-        .map(|(i, s)| json!({"stream": s, "height": if i == 0 { 720 } else { 180 }}))
+    *sent = tracks.clone();
+    let tracks: Vec<Value> = (tracks.iter())
+        .map(|(s, h)| json!({"stream": s, "height": h}))
         .collect();
     Some(json!({"type": "view", "tracks": tracks}))
 }
@@ -364,6 +382,18 @@ fn on_signal(
                         p["stream"].as_str()?.to_string(),
                         p["name"].as_str().unwrap_or_default().to_string(),
                     ))
+                })
+                .collect();
+        }
+        "frame" => {
+            out.frame = (msg["cells"].as_array().into_iter().flatten())
+                .filter_map(|c| {
+                    let height = match c["size"].as_str()? {
+                        "large" => 720,
+                        "medium" => 360,
+                        _ => 180,
+                    };
+                    Some((c["stream"].as_str()?.to_string(), height))
                 })
                 .collect();
         }

@@ -1663,18 +1663,21 @@ fn apply_meeting(g: &mut Inner, out: &Out, meeting: i64, now: DateTime<Utc>) {
         .iter()
         .map(|p| (p.id, m.setup_for(p, &refs, g.views, now)))
         .collect();
+    // The floor first: a gate opens or closes at once, while a frame's change renegotiates
+    // (a few milliseconds per receiver, all of them when the floor moves the large cell).
+    for (peer, setup) in &setups {
+        if g.sent.get(peer).map(|l| l.heard) != Some(setup.heard) {
+            out.media.send(MediaCmd::Floor {
+                peer: *peer,
+                open: setup.heard,
+            });
+        }
+    }
     for (peer, setup) in setups {
-        let last = g.sent.get(&peer);
-        if last.map(|l| &l.receives) != Some(&setup.receives) {
+        if g.sent.get(&peer).map(|l| &l.receives) != Some(&setup.receives) {
             out.media.send(MediaCmd::Receives {
                 peer,
                 receives: setup.receives.clone(),
-            });
-        }
-        if last.map(|l| l.heard) != Some(setup.heard) {
-            out.media.send(MediaCmd::Floor {
-                peer,
-                open: setup.heard,
             });
         }
         g.sent.insert(peer, setup);
