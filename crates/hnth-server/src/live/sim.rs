@@ -507,6 +507,7 @@ mod tests {
             driver::MediaRouter::new(vec![cmd_tx.clone()]),
             Default::default(),
             Default::default(),
+            Default::default(),
         )
         .await
         .unwrap();

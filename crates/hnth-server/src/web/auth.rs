@@ -105,6 +105,7 @@ mod tests {
                 MediaRouter::new(vec![media]),
                 Default::default(),
                 Default::default(),
+                Default::default(),
             )
             .await
             .unwrap(),
