@@ -423,6 +423,15 @@ impl Meeting {
         }
     }
 
+    /// The meeting as it comes back after the server restarted: its course kept (the floor,
+    /// the frame, the speak requests, the roll call, the parameters), every site not connected
+    /// until its app connects again.
+    pub fn after_restart(&mut self) {
+        for p in self.participants.values_mut() {
+            p.connected_since = None;
+        }
+    }
+
     /// C4: whether the media core forwards `site`'s audio now.
     pub fn hears(&self, site: SiteId) -> bool {
         if !self.is_connected(site) {
@@ -1026,6 +1035,31 @@ mod tests {
         );
         m.chair_always_heard = false;
         assert!(!m.hears(CHAIR));
+    }
+
+    #[test]
+    fn after_a_restart_the_course_stays_and_nobody_is_connected() {
+        let mut m = meeting();
+        let op = actor("operator");
+        m.apply(op, Command::GiveFloor { site: A }, t(10)).unwrap();
+        m.apply(actor("device_b"), ask_b("Bà Võ Thị Em"), t(11))
+            .unwrap();
+        // Written as JSON and read back, as the hub and the database do.
+        let mut back: Meeting = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        back.after_restart();
+        assert_eq!((&back.floor, &back.queue, &back.frame), (&m.floor, &m.queue, &m.frame));
+        assert!([CC, CHAIR, A, B].iter().all(|s| !back.is_connected(*s)));
+        assert!(!back.hears(A), "nobody is heard before coming back");
+        back.site_connected(A, t(20)).unwrap();
+        assert!(back.hears(A), "A holds the floor again once connected");
+    }
+
+    fn ask_b(delegate: &str) -> Command {
+        Command::RequestFloor {
+            site: B,
+            delegate: delegate.into(),
+            position: String::new(),
+        }
     }
 
     /// Every command × actor: allowed, or refused with its rule; a refusal changes nothing.

@@ -318,8 +318,8 @@ async fn serve(
         .map(|(_, a)| a.port().to_string())
         .collect();
 
-    // Live meetings do not survive a restart: record the ones that were open as closed now.
-    store::meetings::close_all_open(&db, store::now()).await?;
+    // The meetings the last run left open come back (their sites rejoin as they reconnect).
+    let restored = services::meetings::restore(&db, chrono::Utc::now()).await?;
     let outbox: services::mail::Outbox = Default::default();
     let hub = live::signaling::Hub::new(
         db.clone(),
@@ -332,6 +332,7 @@ async fn serve(
         },
     )
     .await?;
+    hub.restore(restored, chrono::Utc::now());
     let h = hub.clone();
     tokio::spawn(async move {
         while let Some(ev) = ev_rx.recv().await {

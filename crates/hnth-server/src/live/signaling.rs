@@ -23,7 +23,7 @@ use crate::config::MeetingSettings;
 use crate::live::driver::{MediaCmd, MediaEvent, MediaRouter};
 use crate::live::meeting::{ConnId, LiveMeeting, PeerKind, PeerRef, Views};
 use crate::services::mail::Outbox;
-use crate::services::meetings::{self, Emergency, Opened, Refused};
+use crate::services::meetings::{self, Emergency, Opened, Refused, Restored};
 use crate::store::accounts::{Account, CurrentUser};
 use crate::store::registry::Site;
 use crate::store::{self, Db};
@@ -718,12 +718,27 @@ impl Hub {
         }
     }
 
+    /// The meetings the server was running when it stopped (`meetings::restore`), live again
+    /// with their course; each site is called as soon as its app reconnects.
+    pub fn restore(&self, list: Vec<Restored>, now: DateTime<Utc>) {
+        for r in list {
+            let mut rules = r.state;
+            let names = self.lock().sites.iter().map(|s| (s.id, s.name.clone())).collect();
+            rules.names = names;
+            let opened = Opened {
+                id: r.id,
+                booking: r.booking,
+            };
+            tracing::info!(meeting = opened.id, "meeting restored after a restart");
+            self.go_live(opened, rules, now);
+        }
+    }
+
     /// A meeting just opened (by a console, or by itself at its preparation time): live from
     /// now on, its sites called (C6: by the control center).
     fn start(&self, opened: Opened, now: DateTime<Utc>) {
         let b = &opened.booking;
-        let mut g = self.lock();
-        let Some(cc) = g.sites.iter().find(|s| s.is_control_center).map(|s| s.id) else {
+        let Some(cc) = self.lock().sites.iter().find(|s| s.is_control_center).map(|s| s.id) else {
             tracing::error!(meeting = opened.id, "the registry has no control center");
             return;
         };
@@ -733,7 +748,19 @@ impl Hub {
         }
         let mut rules = Rules::new(b.host_site_id, &sites, self.settings.layout);
         rules.chair_always_heard = self.settings.chair_always_heard;
-        rules.names = g.sites.iter().map(|s| (s.id, s.name.clone())).collect();
+        rules.names = self.lock().sites.iter().map(|s| (s.id, s.name.clone())).collect();
+        self.go_live(opened, rules, now);
+    }
+
+    /// A meeting with its rules goes live: kept in the hub, its state written, the consoles
+    /// told, its sites that are online called.
+    fn go_live(&self, opened: Opened, rules: Rules, now: DateTime<Utc>) {
+        let b = &opened.booking;
+        let mut g = self.lock();
+        let Some(cc) = g.sites.iter().find(|s| s.is_control_center).map(|s| s.id) else {
+            tracing::error!(meeting = opened.id, "the registry has no control center");
+            return;
+        };
         let mut m = LiveMeeting {
             id: opened.id,
             title: b.title.clone(),

@@ -117,6 +117,51 @@ pub async fn open_booking(
     Ok(Opened { id, booking: b })
 }
 
+/// A meeting the server was running when it stopped, to be live again.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub id: i64,
+    pub booking: Booking,
+    /// Its course as last written, every site not connected.
+    pub state: hnth_rules::meeting::Meeting,
+}
+
+/// At start: the meetings the last run of the server left open come back with their course
+/// (Art. 7: the floor, the frame, the speak requests, the roll call); their sites are called
+/// again as their apps reconnect. The last run's site connections end at `now` (when they really
+/// ended is not known). A meeting that cannot come back (kept from before bookings opened
+/// meetings, or without a readable state) is closed at `now`. One transaction.
+pub async fn restore(db: &Db, now: DateTime<Utc>) -> Result<Vec<Restored>, store::Error> {
+    let mut tx = store::begin_write(db).await?;
+    let at = now.timestamp();
+    store::meetings::end_connections(&mut tx, at).await?;
+    let mut restored = Vec::new();
+    for m in store::meetings::open(&mut tx).await? {
+        let state = (m.state.as_deref())
+            .and_then(|s| serde_json::from_str::<hnth_rules::meeting::Meeting>(s).ok());
+        let booking = match m.booking_id {
+            Some(b) => store::bookings::get_in(&mut tx, b).await?,
+            None => None,
+        };
+        match (state, booking) {
+            (Some(mut state), Some(booking)) => {
+                state.after_restart();
+                restored.push(Restored {
+                    id: m.id,
+                    booking,
+                    state,
+                });
+            }
+            _ => {
+                tracing::warn!(meeting = m.id, "an open meeting cannot come back: closed");
+                store::meetings::set_closed(&mut tx, m.id, None, at).await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(restored)
+}
+
 /// An emergency meeting opened at once from the console (B5, Art. 5.3): registered as an
 /// emergency booking of the control center in the same step (held at once: there is no time to
 /// approve it, and the operator who opens it is the control center), its alert queued to the

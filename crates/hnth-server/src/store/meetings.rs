@@ -267,19 +267,21 @@ pub async fn site_disconnected(
     Ok(())
 }
 
-/// Live meetings do not survive a restart: the ones recorded as open are closed at `at`, and
-/// their sites' connections ended, in one transaction.
-pub async fn close_all_open(db: &SqlitePool, at: i64) -> sqlx::Result<()> {
-    let mut tx = db.begin().await?;
-    sqlx::query("UPDATE meetings SET closed_at = ? WHERE closed_at IS NULL")
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+/// Every site connection still recorded as open ends at `at` (the server stopped: nobody is
+/// connected until they connect again).
+pub async fn end_connections(tx: &mut Tx<'_>, at: i64) -> Result<(), Error> {
     sqlx::query("UPDATE meeting_sites SET disconnected_at = ? WHERE disconnected_at IS NULL")
         .bind(at)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    tx.commit().await
+    Ok(())
+}
+
+/// The meetings recorded as open, the oldest first.
+pub async fn open(tx: &mut Tx<'_>) -> Result<Vec<Meeting>, Error> {
+    let sql = format!("{SELECT_MEETINGS} WHERE m.closed_at IS NULL ORDER BY m.id");
+    let rows = sqlx::query(&sql).fetch_all(&mut **tx).await?;
+    Ok(rows.iter().map(meeting).collect())
 }
 
 #[cfg(test)]

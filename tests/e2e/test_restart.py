@@ -1,0 +1,122 @@
+"""A crash drops nobody for long (issue 14, first part): the server is killed with SIGKILL in the
+middle of a meeting and started again on the same data; the meeting comes back with its course
+(the floor, the frame, the speak queue: Art. 7), and the sites that connect again are back in
+it without anybody dialing: media flows, and the site holding the floor is heard as before.
+
+The sites here are independent aiortc peers speaking the documented protocol; after the restart
+they connect again as the site app does (the site app's own reconnection is tested in
+test_conference.py). How long it took is printed, not asserted.
+
+Run: scripts/in-netns.sh python3 -m pytest -q -p no:cacheprovider tests/e2e/test_restart.py
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from aiortc_site import AiortcSite
+from e2e_util import wait_for
+from proto_util import OwnServer, Ws, api_login
+
+PASSWORD = "Khoi-dong-lai-matkhau-2026!"
+A, B = "dc-hong-dan", "dc-vinh-loi"
+T = 30
+
+
+def snap(site: AiortcSite) -> dict:
+    s = site.snapshot()
+    assert not s["fatal"], f"aiortc site crashed: {s['fatal']}"
+    return s
+
+
+def console_of(srv) -> Ws:
+    ws = Ws.open(srv.base, api_login(srv.base, "dieuhanh", PASSWORD)["token"], "console")
+    ws.expect_type("welcome")
+    return ws
+
+
+def sites_in(srv, meeting: int) -> dict:
+    sites = {u: AiortcSite(srv.base, u, PASSWORD).start() for u in (A, B)}
+    for s in sites.values():
+        wait_for(lambda s=s: snap(s)["pc"] == "connected" and (snap(s)["meeting"] or {}).get("id") == meeting,
+                 T, f"{s.user}: in meeting {meeting}, media connected", detail=lambda s=s: snap(s))
+    return sites
+
+
+def course(state: dict) -> tuple:
+    return (state["floor"], state["frame"], [(q["site"], q["delegate"]) for q in state["queue"]])
+
+
+def test_a_killed_server_brings_its_meeting_back_with_its_course(inside_netns):
+    srv = OwnServer.fresh("restart-meeting", PASSWORD).start()
+    sites: dict[str, AiortcSite] = {}
+    console = None
+    try:
+        console = console_of(srv)
+        ida, idb = (srv.query("SELECT id FROM sites WHERE code = ?", u[3:])[0][0] for u in (A, B))
+        console.send({"type": "open_meeting", "title": "Họp trước sự cố máy chủ", "sites": [ida, idb]})
+        meeting = console.expect(lambda m: m.get("type") == "meeting_opened", "meeting_opened")["meeting"]["id"]
+        sites = {u: AiortcSite(srv.base, u, PASSWORD).start() for u in (A, B)}
+        for s in sites.values():
+            wait_for(lambda s=s: snap(s)["pc"] == "connected", T, f"{s.user}: media connected",
+                     detail=lambda s=s: snap(s))
+
+        def command(cmd: dict) -> None:
+            console.send({"type": "command", "meeting": meeting, "command": cmd})
+
+        # The course before the crash: A holds the floor, a manual 2x2 frame with B then A, and
+        # B's speak request waiting.
+        wait_for(lambda: all(x["connected"] for x in (snap(sites[A])["meeting_state"] or {}).get("sites", [])
+                             if not x["control_center"]), T, "both sites connected")
+        command({"type": "give_floor", "site": ida})
+        command({"type": "set_frame", "frame": {"layout": "2x2", "fill": {"kind": "manual", "cells": [idb, ida]}}})
+        sites[B].send_threadsafe({"type": "command", "meeting": meeting, "command": {
+            "type": "request_floor", "site": idb, "delegate": "Võ Thị Em", "position": "Phó Chủ tịch UBND huyện"}})
+        before = console.expect(lambda m: m.get("type") == "meeting_state" and m["meeting"] == meeting
+                                and m["floor"] == [ida] and m["queue"] and m["frame"]["fill"]["kind"] == "manual",
+                                "the course set before the crash")
+        wait_for(lambda: snap(sites[B])["streams"].get(f"site-{ida}", {}).get("audio_energy", 0) > 0, T,
+                 "B hears A before the crash")
+
+        def saved() -> dict:
+            (state,) = srv.query("SELECT state FROM meetings WHERE id = ?", meeting)[0]
+            return json.loads(state) if state else {}
+
+        wait_for(lambda: saved().get("floor") == [ida] and saved().get("queue"), 10,
+                 "the course written to the database", detail=saved)
+
+        # The crash: nothing runs at the server's end, nothing is told.
+        srv.proc.kill()
+        srv.proc.wait(timeout=10)
+        console.conn.close()
+        for s in sites.values():
+            s.stop()
+        assert srv.query("SELECT closed_at FROM meetings WHERE id = ?", meeting) == [(None,)]
+
+        srv.start()  # same data, new ports
+        up = time.monotonic()
+        console = console_of(srv)
+        after = console.expect(lambda m: m.get("type") == "meeting_state" and m["meeting"] == meeting,
+                               "the meeting's state after the restart")
+        assert course(after) == course(before), (course(after), course(before))
+        assert not any(x["connected"] for x in after["sites"]), "a site counted as connected before it came back"
+        # The sites connect again and are back in the meeting by themselves (nobody dials).
+        sites = sites_in(srv, meeting)
+        back = time.monotonic() - up
+        wait_for(lambda: snap(sites[B])["streams"].get(f"site-{ida}", {}).get("audio_energy", 0) > 0, T,
+                 "B hears A again: A still holds the floor", detail=lambda: snap(sites[B])["streams"])
+        wait_for(lambda: snap(sites[A])["streams"].get(f"site-{idb}", {}).get("video_frames", 0) > 0, T,
+                 "A decodes B's picture again", detail=lambda: snap(sites[A])["streams"])
+        heard = time.monotonic() - up
+        print(f"\nafter the restart: both sites in the meeting with media connected {back:.2f} s after the "
+              f"server was up; B heard A (the floor as before) after {heard:.2f} s")
+        console.send({"type": "close_meeting", "meeting": meeting})
+        console.expect_type("meeting_closed", meeting=meeting)
+    finally:
+        if console is not None:
+            console.conn.close()
+        for s in sites.values():
+            s.stop()
+        srv.stop()
+        print(f"restart-test server log kept at {srv.log_path}")
