@@ -180,8 +180,12 @@ class AiortcSite:
         asyncio.run_coroutine_threadsafe(self._send(obj), self._loop).result(timeout=10)
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        # The loop is closed already when the client ended by itself (the server went away).
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # closed in between
+                pass
         if self._thread is not None:
             self._thread.join(timeout)
 

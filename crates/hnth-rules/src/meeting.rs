@@ -369,7 +369,8 @@ impl Meeting {
             .unwrap_or_else(|| site.to_string())
     }
 
-    fn is_connected(&self, site: SiteId) -> bool {
+    /// Whether `site`'s media is connected now.
+    pub fn is_connected(&self, site: SiteId) -> bool {
         self.participants
             .get(&site)
             .is_some_and(|p| p.connected_since.is_some())
@@ -1047,7 +1048,10 @@ mod tests {
         // Written as JSON and read back, as the hub and the database do.
         let mut back: Meeting = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         back.after_restart();
-        assert_eq!((&back.floor, &back.queue, &back.frame), (&m.floor, &m.queue, &m.frame));
+        assert_eq!(
+            (&back.floor, &back.queue, &back.frame),
+            (&m.floor, &m.queue, &m.frame)
+        );
         assert!([CC, CHAIR, A, B].iter().all(|s| !back.is_connected(*s)));
         assert!(!back.hears(A), "nobody is heard before coming back");
         back.site_connected(A, t(20)).unwrap();

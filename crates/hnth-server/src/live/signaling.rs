@@ -723,7 +723,12 @@ impl Hub {
     pub fn restore(&self, list: Vec<Restored>, now: DateTime<Utc>) {
         for r in list {
             let mut rules = r.state;
-            let names = self.lock().sites.iter().map(|s| (s.id, s.name.clone())).collect();
+            let names = self
+                .lock()
+                .sites
+                .iter()
+                .map(|s| (s.id, s.name.clone()))
+                .collect();
             rules.names = names;
             let opened = Opened {
                 id: r.id,
@@ -738,7 +743,13 @@ impl Hub {
     /// now on, its sites called (C6: by the control center).
     fn start(&self, opened: Opened, now: DateTime<Utc>) {
         let b = &opened.booking;
-        let Some(cc) = self.lock().sites.iter().find(|s| s.is_control_center).map(|s| s.id) else {
+        let Some(cc) = self
+            .lock()
+            .sites
+            .iter()
+            .find(|s| s.is_control_center)
+            .map(|s| s.id)
+        else {
             tracing::error!(meeting = opened.id, "the registry has no control center");
             return;
         };
@@ -748,7 +759,12 @@ impl Hub {
         }
         let mut rules = Rules::new(b.host_site_id, &sites, self.settings.layout);
         rules.chair_always_heard = self.settings.chair_always_heard;
-        rules.names = self.lock().sites.iter().map(|s| (s.id, s.name.clone())).collect();
+        rules.names = self
+            .lock()
+            .sites
+            .iter()
+            .map(|s| (s.id, s.name.clone()))
+            .collect();
         self.go_live(opened, rules, now);
     }
 

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use hnth_rules::booking::{BookingKind, BookingStatus};
-use hnth_rules::meeting::{check_opening, Params};
+use hnth_rules::meeting::{check_opening, Params, OPEN_LATE};
 use hnth_rules::roles::{authorize, Action};
 use hnth_rules::{RuleId, Violation};
 use serde_json::json;
@@ -130,7 +130,8 @@ pub struct Restored {
 /// (Art. 7: the floor, the frame, the speak requests, the roll call); their sites are called
 /// again as their apps reconnect. The last run's site connections end at `now` (when they really
 /// ended is not known). A meeting that cannot come back (kept from before bookings opened
-/// meetings, or without a readable state) is closed at `now`. One transaction.
+/// meetings, without a readable state, or its booking over for more than [`OPEN_LATE`]) is
+/// closed at `now`. One transaction.
 pub async fn restore(db: &Db, now: DateTime<Utc>) -> Result<Vec<Restored>, store::Error> {
     let mut tx = store::begin_write(db).await?;
     let at = now.timestamp();
@@ -143,8 +144,11 @@ pub async fn restore(db: &Db, now: DateTime<Utc>) -> Result<Vec<Restored>, store
             Some(b) => store::bookings::get_in(&mut tx, b).await?,
             None => None,
         };
+        // A meeting whose booking is long over (B4's window for opening it has passed: the
+        // server was down for hours) is not brought back into a day it no longer belongs to.
+        let over = |b: &Booking| b.official_end + OPEN_LATE.num_seconds() < at;
         match (state, booking) {
-            (Some(mut state), Some(booking)) => {
+            (Some(mut state), Some(booking)) if !over(&booking) => {
                 state.after_restart();
                 restored.push(Restored {
                     id: m.id,
@@ -491,12 +495,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_emergency_is_registered_and_held_in_the_step_that_opens_it() {
+    /// An emergency of the control center with two districts.
+    fn emergency(title: &str) -> Emergency<'_> {
+        Emergency {
+            title,
+            chair: "",
+            sites: &[3, 4],
+        }
+    }
+
+    /// The demo province in a database of its own, and its operator's account.
+    async fn demo_and_operator() -> (tempfile::TempDir, Db, Account) {
         let dir = tempfile::tempdir().unwrap();
         let db = store::open(&dir.path().join("hnth.db")).await.unwrap();
-        let pw = "Mật-khẩu-thử-1234";
-        crate::demo::seed(&db, pw).await.unwrap();
+        crate::demo::seed(&db, "Mật-khẩu-thử-1234").await.unwrap();
         let id = store::accounts::id_by_username(&db, "dieuhanh")
             .await
             .unwrap()
@@ -505,14 +517,85 @@ mod tests {
             .await
             .unwrap()
             .expect("active");
+        (dir, db, op)
+    }
+
+    /// After a restart: a meeting with its state comes back with its course and nobody
+    /// connected; one without a state, or whose booking ended more than OPEN_LATE ago, is
+    /// closed; every connection of the last run is ended.
+    #[tokio::test]
+    async fn a_restart_brings_back_what_can_come_back_and_closes_the_rest() {
+        let (_dir, db, op) = demo_and_operator().await;
+        let outbox = Outbox::default();
+        let now = Utc::now();
+        let e = emergency;
+        // Opened 7 h 59 min ago: its emergency booking (2 h) ended 5 h 59 min ago, within 6 h;
+        // opened 8 h 1 min ago: over; opened now, but no state written yet.
+        let mut opened = Vec::new();
+        for (title, ago) in [
+            ("Còn trong giờ", 479),
+            ("Quá giờ", 481),
+            ("Chưa có trạng thái", 0),
+        ] {
+            let at = now - TimeDelta::minutes(ago);
+            opened.push(
+                open_emergency(&db, &outbox, &op, &e(title), at)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let [kept, over, stateless] = <[Opened; 3]>::try_from(opened).unwrap();
+        for o in [&kept, &over] {
+            let mut rules = hnth_rules::meeting::Meeting::new(
+                o.booking.host_site_id,
+                &[1, 3, 4],
+                hnth_rules::meeting::Layout::Speaker,
+            );
+            rules.site_connected(3, now).unwrap();
+            let op_actor = hnth_rules::meeting::Actor {
+                role: hnth_rules::roles::Role::Operator,
+                scope: hnth_rules::roles::Scope::Province,
+            };
+            rules
+                .apply(
+                    op_actor,
+                    hnth_rules::meeting::Command::GiveFloor { site: 3 },
+                    now,
+                )
+                .unwrap();
+            save_state(&db, o.id, &rules, now.timestamp_millis())
+                .await
+                .unwrap();
+        }
+        site_connection(&db, kept.id, 3, true, now.timestamp())
+            .await
+            .unwrap();
+
+        let back = restore(&db, now).await.unwrap();
+        assert_eq!(back.iter().map(|r| r.id).collect::<Vec<_>>(), vec![kept.id]);
+        let r = &back[0];
+        assert_eq!(r.booking.id, kept.booking.id);
+        assert_eq!(r.state.floor, vec![3], "the floor as it was");
+        assert!(
+            !r.state.is_connected(3),
+            "nobody connected before coming back"
+        );
+        for (o, open) in [(&kept, true), (&over, false), (&stateless, false)] {
+            let m = store::meetings::get(&db, o.id).await.unwrap().unwrap();
+            assert_eq!(m.closed_at.is_none(), open, "{}", o.booking.title);
+        }
+        let att = store::meetings::attendance(&db, kept.id).await.unwrap();
+        assert_eq!(att.len(), 1);
+        assert_eq!(att[0].disconnected_at, Some(now.timestamp()));
+    }
+
+    #[tokio::test]
+    async fn an_emergency_is_registered_and_held_in_the_step_that_opens_it() {
+        let (_dir, db, op) = demo_and_operator().await;
         let site = account(99, Role::SiteDevice, Some(3));
         let outbox = Outbox::default();
         let now = Utc::now();
-        let e = |title| Emergency {
-            title,
-            chair: "",
-            sites: &[3, 4],
-        };
+        let e = emergency;
         let long = "x".repeat(MAX_TITLE + 1);
         for bad in ["", "   ", long.as_str(), "a\nb"] {
             assert!(
