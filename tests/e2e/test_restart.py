@@ -44,6 +44,28 @@ def sites_in(srv, meeting: int) -> dict:
     return sites
 
 
+def open_with_both(srv, console: Ws, title: str) -> tuple[int, int, int]:
+    """An emergency meeting of the control center with A and B: its id, A's and B's site ids."""
+    ida, idb = (srv.query("SELECT id FROM sites WHERE code = ?", u[3:])[0][0] for u in (A, B))
+    console.send({"type": "open_meeting", "title": title, "sites": [ida, idb]})
+    meeting = console.expect(lambda m: m.get("type") == "meeting_opened", "meeting_opened")["meeting"]["id"]
+    return meeting, ida, idb
+
+
+def close_meeting(console: Ws, meeting: int) -> None:
+    console.send({"type": "close_meeting", "meeting": meeting})
+    console.expect_type("meeting_closed", meeting=meeting)
+
+
+def cleanup(srv, console: Ws | None, sites: dict) -> None:
+    if console is not None:
+        console.conn.close()
+    for s in sites.values():
+        s.stop()
+    srv.stop()
+    print(f"server log kept at {srv.log_path}")
+
+
 def course(state: dict) -> tuple:
     return (state["floor"], state["frame"], [(q["site"], q["delegate"]) for q in state["queue"]])
 
@@ -54,9 +76,7 @@ def test_a_killed_server_brings_its_meeting_back_with_its_course(inside_netns):
     console = None
     try:
         console = console_of(srv)
-        ida, idb = (srv.query("SELECT id FROM sites WHERE code = ?", u[3:])[0][0] for u in (A, B))
-        console.send({"type": "open_meeting", "title": "Họp trước sự cố máy chủ", "sites": [ida, idb]})
-        meeting = console.expect(lambda m: m.get("type") == "meeting_opened", "meeting_opened")["meeting"]["id"]
+        meeting, ida, idb = open_with_both(srv, console, "Họp trước sự cố máy chủ")
         sites = {u: AiortcSite(srv.base, u, PASSWORD).start() for u in (A, B)}
         for s in sites.values():
             wait_for(lambda s=s: snap(s)["pc"] == "connected", T, f"{s.user}: media connected",
@@ -111,12 +131,44 @@ def test_a_killed_server_brings_its_meeting_back_with_its_course(inside_netns):
         heard = time.monotonic() - up
         print(f"\nafter the restart: both sites in the meeting with media connected {back:.2f} s after the "
               f"server was up; B heard A (the floor as before) after {heard:.2f} s")
-        console.send({"type": "close_meeting", "meeting": meeting})
-        console.expect_type("meeting_closed", meeting=meeting)
+        close_meeting(console, meeting)
     finally:
-        if console is not None:
-            console.conn.close()
-        for s in sites.values():
-            s.stop()
+        cleanup(srv, console, sites)
+
+
+def test_a_stopped_server_tells_every_page_and_records_the_interruption(inside_netns):
+    """A stop (SIGINT here, SIGTERM from systemd: the same handler) tells every page before it
+    goes, records each site's connection as ended at the stop, and the meeting comes back at
+    the next start."""
+    srv = OwnServer.fresh("stop-meeting", PASSWORD).start()
+    sites: dict[str, AiortcSite] = {}
+    console = None
+    try:
+        console = console_of(srv)
+        meeting, ida, idb = open_with_both(srv, console, "Họp trước khi dừng máy chủ")
+        sites = sites_in(srv, meeting)
+
+        def open_connections():
+            return srv.query("SELECT site_id FROM meeting_sites WHERE meeting_id = ? AND disconnected_at IS NULL",
+                             meeting)
+
+        wait_for(lambda: {r[0] for r in open_connections()} == {ida, idb}, 10, "both connections recorded",
+                 detail=open_connections)
+        stop_at = int(time.time())
         srv.stop()
-        print(f"restart-test server log kept at {srv.log_path}")
+        console.expect_type("server_stopping")
+        for s in sites.values():
+            assert "server_stopping" in snap(s)["received"], snap(s)["received"][-5:]
+            s.stop()
+        console.conn.close()
+        rows = srv.query("SELECT site_id, disconnected_at FROM meeting_sites WHERE meeting_id = ?", meeting)
+        assert {r[0] for r in rows} == {ida, idb} and all(r[1] is not None and r[1] >= stop_at for r in rows), rows
+        assert srv.query("SELECT closed_at FROM meetings WHERE id = ?", meeting) == [(None,)]
+
+        srv.start()
+        console = console_of(srv)
+        console.expect(lambda m: m.get("type") == "meeting_state" and m["meeting"] == meeting, "the meeting back")
+        sites = sites_in(srv, meeting)
+        close_meeting(console, meeting)
+    finally:
+        cleanup(srv, console, sites)

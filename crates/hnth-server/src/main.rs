@@ -333,6 +333,8 @@ async fn serve(
     )
     .await?;
     hub.restore(restored, chrono::Utc::now());
+    // Told when the server stops (below).
+    let stopping_hub = hub.clone();
     let h = hub.clone();
     tokio::spawn(async move {
         while let Some(ev) = ev_rx.recv().await {
@@ -448,6 +450,7 @@ async fn serve(
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
         tracing::info!("shutting down");
+        stopping_hub.stopping(chrono::Utc::now()).await;
         h.graceful_shutdown(Some(Duration::from_secs(2)));
     });
     // Signaling is many small messages (offers, answers, joins): TCP_NODELAY, so that none

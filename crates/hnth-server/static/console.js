@@ -41,7 +41,7 @@ const live = new Live({
     if (msg.ref === 'open_meeting') state.opening = false;
     showError(refusalText(msg));
   },
-  onConnection: (up) => showError(up ? '' : t('connection_lost')),
+  onConnection: (up) => showError(up ? '' : t(live.hnth.stopping ? 'server_restarting' : 'connection_lost')),
   onMessage: (msg) => handle(msg),
 });
 live.hnth.mode = null;

@@ -211,7 +211,7 @@ export class Live {
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
     const ws = new WebSocket(`${proto}://${location.host}/ws`);
     this.hnth.ws = ws;
-    ws.onopen = () => { this.retry = 500; this.onConnection(true); };
+    ws.onopen = () => { this.retry = 500; this.hnth.stopping = false; this.onConnection(true); };
     ws.onmessage = (e) => {
       let msg;
       try { msg = JSON.parse(e.data); } catch { return; }
@@ -249,6 +249,11 @@ export class Live {
         break;
       case 'meeting_closed':
         delete this.hnth.states[msg.meeting];
+        break;
+      case 'server_stopping':
+        // The server stops or restarts; its meetings come back: reconnect soon, and say so.
+        this.hnth.stopping = true;
+        this.retry = 500;
         break;
       case 'leave':
         delete this.hnth.states[msg.meeting];

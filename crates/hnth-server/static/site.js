@@ -47,7 +47,7 @@ const live = new Live({
     }
     showError(`${t('error_prefix')}: ${errorText(msg)}`);
   },
-  onConnection: (up) => showError(up ? '' : t('connection_lost'), { sticky: !up }),
+  onConnection: (up) => showError(up ? '' : t(live.hnth.stopping ? 'server_restarting' : 'connection_lost'), { sticky: !up }),
   onMessage: async (msg) => {
     switch (msg.type) {
       case 'welcome':

@@ -718,6 +718,27 @@ impl Hub {
         }
     }
 
+    /// The server is stopping: every page is told (its meetings come back at the next start,
+    /// and the pages reconnect by themselves), and the sites' connections are recorded as ended
+    /// now.
+    pub async fn stopping(&self, now: DateTime<Utc>) {
+        let open = {
+            let g = self.lock();
+            let msg = json!({"type": "server_stopping"}).to_string();
+            for c in g.conns.values() {
+                let _ = c.tx.send(msg.clone());
+            }
+            g.meetings.len()
+        };
+        tracing::info!(
+            meetings = open,
+            "stopping: pages told, connections recorded as ended"
+        );
+        if let Err(e) = meetings::stopping(&self.db, now).await {
+            tracing::error!("recording the stop's time: {e}");
+        }
+    }
+
     /// The meetings the server was running when it stopped (`meetings::restore`), live again
     /// with their course; each site is called as soon as its app reconnects.
     pub fn restore(&self, list: Vec<Restored>, now: DateTime<Utc>) {

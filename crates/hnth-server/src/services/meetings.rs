@@ -117,6 +117,15 @@ pub async fn open_booking(
     Ok(Opened { id, booking: b })
 }
 
+/// The server stops (SIGTERM, Ctrl-C): every site connection still open ends at `now`, the
+/// interruption recorded with the stop's time; the meetings stay open, to come back at the next
+/// start ([`restore`]).
+pub async fn stopping(db: &Db, now: DateTime<Utc>) -> Result<(), store::Error> {
+    let mut tx = store::begin_write(db).await?;
+    store::meetings::end_connections(&mut tx, now.timestamp()).await?;
+    tx.commit().await
+}
+
 /// A meeting the server was running when it stopped, to be live again.
 #[derive(Debug, Clone)]
 pub struct Restored {
