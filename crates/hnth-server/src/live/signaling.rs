@@ -553,18 +553,22 @@ impl Hub {
             } => {
                 // A message of the wrong shape is a bad request for every role, as for the
                 // other messages (whose fields serde requires), before the role is checked.
-                if booking.is_none() && title.is_none() {
-                    return Err(Refusal::bad_request(
-                        "open_meeting needs a booking (its id) or, for an emergency, a title",
-                    ));
-                }
+                // Ok: a booking's meeting; Err: an emergency's title.
+                let what =
+                    match (booking, title) {
+                        (Some(b), _) => Ok(b),
+                        (None, Some(title)) => Err(title),
+                        (None, None) => return Err(Refusal::bad_request(
+                            "open_meeting needs a booking (its id) or, for an emergency, a title",
+                        )),
+                    };
                 permit(account, &Action::OpenMeeting)?;
                 let now = Utc::now();
-                let opened = match (booking, title) {
-                    (Some(b), _) => meetings::open_booking(&self.db, Some(account), b, now)
+                let opened = match what {
+                    Ok(b) => meetings::open_booking(&self.db, Some(account), b, now)
                         .await
                         .map_err(|e| refused(e, &format!("opening the meeting of booking {b}")))?,
-                    (None, Some(title)) => {
+                    Err(title) => {
                         let e = Emergency {
                             title: &title,
                             chair: chair.as_deref().unwrap_or(""),
@@ -576,7 +580,6 @@ impl Hub {
                                 refused(e, "registering and opening an emergency meeting")
                             })?
                     }
-                    (None, None) => unreachable!("checked above"),
                 };
                 if opened.booking.emergency {
                     // B5: every console and the sites called are alerted at once.
@@ -743,14 +746,7 @@ impl Hub {
     /// with their course; each site is called as soon as its app reconnects.
     pub fn restore(&self, list: Vec<Restored>, now: DateTime<Utc>) {
         for r in list {
-            let mut rules = r.state;
-            let names = self
-                .lock()
-                .sites
-                .iter()
-                .map(|s| (s.id, s.name.clone()))
-                .collect();
-            rules.names = names;
+            let rules = r.state;
             let opened = Opened {
                 id: r.id,
                 booking: r.booking,
@@ -780,24 +776,19 @@ impl Hub {
         }
         let mut rules = Rules::new(b.host_site_id, &sites, self.settings.layout);
         rules.chair_always_heard = self.settings.chair_always_heard;
-        rules.names = self
-            .lock()
-            .sites
-            .iter()
-            .map(|s| (s.id, s.name.clone()))
-            .collect();
         self.go_live(opened, rules, now);
     }
 
     /// A meeting with its rules goes live: kept in the hub, its state written, the consoles
     /// told, its sites that are online called.
-    fn go_live(&self, opened: Opened, rules: Rules, now: DateTime<Utc>) {
+    fn go_live(&self, opened: Opened, mut rules: Rules, now: DateTime<Utc>) {
         let b = &opened.booking;
         let mut g = self.lock();
         let Some(cc) = g.sites.iter().find(|s| s.is_control_center).map(|s| s.id) else {
             tracing::error!(meeting = opened.id, "the registry has no control center");
             return;
         };
+        rules.names = g.sites.iter().map(|s| (s.id, s.name.clone())).collect();
         let mut m = LiveMeeting {
             id: opened.id,
             title: b.title.clone(),

@@ -167,6 +167,14 @@ fn id_of(p: IdPath) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::bad_field("id", "id: expected a whole number"))
 }
 
+/// The query string's parameters, or the API's error (axum's own rejection is plain text).
+type QueryParams<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+fn params_of<T>(q: QueryParams<T>) -> Result<T, ApiError> {
+    q.map(|Query(p)| p)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))
+}
+
 fn iso(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
         .map(|t| {
@@ -272,10 +280,9 @@ pub struct BookingQuery {
 async fn list_bookings(
     State(st): State<AppState>,
     ApiUser(user): ApiUser,
-    q: Result<Query<BookingQuery>, axum::extract::rejection::QueryRejection>,
+    q: QueryParams<BookingQuery>,
 ) -> Result<Json<Vec<BookingOut>>, ApiError> {
-    let Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let q = params_of(q)?;
     if let Some(s) = &q.status {
         if hnth_rules::booking::BookingStatus::parse(s).is_none() {
             return Err(ApiError::bad_field(
@@ -980,10 +987,9 @@ pub struct MeetingQuery {
 async fn list_meetings(
     State(st): State<AppState>,
     ApiUser(user): ApiUser,
-    q: Result<Query<MeetingQuery>, axum::extract::rejection::QueryRejection>,
+    q: QueryParams<MeetingQuery>,
 ) -> Result<Json<Vec<MeetingOut>>, ApiError> {
-    let Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let q = params_of(q)?;
     require(&user, &Action::ViewReports)?;
     let limit = q.limit.unwrap_or(200);
     if !(1..=1000).contains(&limit) {

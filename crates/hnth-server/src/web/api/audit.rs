@@ -1,15 +1,14 @@
 //! The audit trail (A3) and the recorded violations (R4) through the API: the same filters,
 //! checks and rights as the audit page (`web::audit`), answered in English.
 
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::State;
 use axum::Json;
 use hnth_rules::roles::Action;
 use hnth_rules::RuleId;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{day_start, iso, require, ApiError, ApiErrorBody, ApiUser};
+use super::{day_start, iso, params_of, require, ApiError, ApiErrorBody, ApiUser, QueryParams};
 use crate::store;
 use crate::web::audit::{parse_query, AuditQuery, KIND_VIOLATION};
 use crate::web::AppState;
@@ -109,10 +108,6 @@ async fn wanted(
     })
 }
 
-fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
-}
-
 /// The audit trail (A3), the newest first: for the control center and the leadership.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
     responses((status = 200, description = "OK", body = Vec<AuditOut>), (status = 400, description = "bad input; `field` names it", body = ApiErrorBody),
@@ -122,10 +117,10 @@ fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
 pub(super) async fn list_audit(
     State(st): State<AppState>,
     ApiUser(user): ApiUser,
-    q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+    q: QueryParams<AuditParams>,
 ) -> Result<Json<Vec<AuditOut>>, ApiError> {
     require(&user, &Action::ViewAudit)?;
-    let Query(mut p) = q.map_err(query_error)?;
+    let mut p = params_of(q)?;
     let action = p.action.take().unwrap_or_default();
     if action == KIND_VIOLATION {
         return Err(ApiError::bad_field(
@@ -161,10 +156,10 @@ pub(super) async fn list_audit(
 pub(super) async fn list_violations(
     State(st): State<AppState>,
     ApiUser(user): ApiUser,
-    q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+    q: QueryParams<AuditParams>,
 ) -> Result<Json<Vec<ViolationOut>>, ApiError> {
     require(&user, &Action::ViewAudit)?;
-    let Query(mut p) = q.map_err(query_error)?;
+    let mut p = params_of(q)?;
     if p.action.take().is_some_and(|a| !a.is_empty()) {
         return Err(ApiError::bad_field(
             "action",
