@@ -30,6 +30,7 @@ from e2e_util import (  # noqa: E402
     Abort,
     BrowserFactory,
     free_port,
+    harness_settings,
     http_get,
     netns_addresses,
     wait_for,
@@ -91,6 +92,13 @@ def _binary() -> str:
     return path
 
 
+def _harness_config(data_dir: str) -> str:
+    path = os.path.join(data_dir, "hnth-harness.toml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(harness_settings())
+    return path
+
+
 @pytest.fixture(scope="session")
 def server(inside_netns) -> Server:
     binary = _binary()
@@ -107,6 +115,7 @@ def server(inside_netns) -> Server:
         "--announce", NETNS_ADDR,
         "--tls", "off",
         "--demo-password", DEMO_PASSWORD,
+        "--config", _harness_config(data_dir),
     ]
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "info")

@@ -91,6 +91,23 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str,
         time.sleep(interval)  # poll interval, not synchronisation
 
 
+# The suite logs in and opens signaling connections hundreds of times a minute from one address
+# (127.0.0.1 and 10.77.0.2): every server it starts lifts the flood limits, except where a test
+# sets its own `[security]` (test_limits.py tests the limits themselves).
+HARNESS_SETTINGS = """[security]
+login_per_minute_per_address = 0
+login_per_minute_per_account = 0
+ws_per_minute_per_address = 0
+ws_per_minute_per_account = 0
+"""
+
+
+def harness_settings(settings: str | None = None) -> str:
+    """The settings file's text of a test server: the harness's `[security]`, then `settings`."""
+    settings = settings or ""
+    return settings if "[security]" in settings else HARNESS_SETTINGS + settings
+
+
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind((host, 0))

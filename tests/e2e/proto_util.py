@@ -24,7 +24,7 @@ import pytest
 import requests
 import websocket  # websocket-client
 
-from e2e_util import NETNS_ADDR, Abort, BrowserFactory, free_port, http_get, wait_for
+from e2e_util import NETNS_ADDR, Abort, BrowserFactory, free_port, harness_settings, http_get, wait_for
 
 REPO = Path(__file__).resolve().parent.parent.parent
 T_WS = 10.0  # deadline for one expected signaling message
@@ -87,9 +87,15 @@ class OwnServer:
         assert self.proc is None or self.proc.poll() is not None, "server already running"
         self.http_port = free_port(socket.SOCK_STREAM, "127.0.0.1")
         self.udp_port = free_port(socket.SOCK_DGRAM, NETNS_ADDR)
+        extra = list(self.extra_args)
+        if "--config" not in extra:
+            path = os.path.join(self.data_dir, "hnth-harness.toml")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(harness_settings())
+            extra += ["--config", path]
         cmd = [binary(), "demo", "--data-dir", self.data_dir,
                "--http", f"127.0.0.1:{self.http_port}", "--udp", f"{NETNS_ADDR}:{self.udp_port}",
-               "--announce", NETNS_ADDR, "--tls", "off", "--demo-password", self.password, *self.extra_args]
+               "--announce", NETNS_ADDR, "--tls", "off", "--demo-password", self.password, *extra]
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         self._log = open(self.log_path, "ab")
@@ -142,7 +148,7 @@ def own_server(name: str, password: str, extra_args: list[str] | None = None, se
     if settings is not None:
         path = os.path.join(data, "hnth.toml")
         with open(path, "w", encoding="utf-8") as f:
-            f.write(settings)
+            f.write(harness_settings(settings))
         extra += ["--config", path]
     s = OwnServer(data_dir=data, password=password, log_path=f"{logs}/server.log", extra_args=extra).start()
     try:

@@ -54,6 +54,10 @@ def test_first_start_makes_a_certificate_and_prints_logins(inside_netns):
             assert proc.poll() is None, open(out).read()
             page = requests.get(f"https://127.0.0.1:{port}/login", verify=False, timeout=5)
             assert page.status_code == 200 and "Đăng nhập" in page.text
+            # Under TLS: HSTS, and the cookies only ever go back over TLS (docs/security.md).
+            assert page.headers["Strict-Transport-Security"].startswith("max-age="), page.headers
+            assert "Content-Security-Policy" in page.headers
+            assert "; Secure" in page.headers["Set-Cookie"], page.headers["Set-Cookie"]
             # plain HTTP on the HTTPS port is not served
             try:
                 plain = requests.get(f"http://127.0.0.1:{port}/login", timeout=5)

@@ -239,6 +239,17 @@ pub struct Security {
     pub device_session_days: i64,
     pub max_failed_logins: i64,
     pub lockout_minutes: i64,
+    /// Login tries a minute from one address (a whole office behind one NAT counts once); 0: no
+    /// limit. Above it the login is refused for a while (429) before any password is checked.
+    pub login_per_minute_per_address: u32,
+    /// Login tries a minute at one username, whoever tries (A2's lockout counts only wrong
+    /// passwords of existing accounts; this also stops a flood at a name that does not exist).
+    pub login_per_minute_per_account: u32,
+    /// Signaling connections (WebSocket upgrades) a minute from one address; 0: no limit.
+    pub ws_per_minute_per_address: u32,
+    /// Signaling connections a minute by one account (a site app reconnects with a backoff; a
+    /// reload loop or a stolen token in a script does not).
+    pub ws_per_minute_per_account: u32,
 }
 
 impl Default for Http {
@@ -280,6 +291,10 @@ impl Default for Security {
             device_session_days: 30,
             max_failed_logins: 5,
             lockout_minutes: 15,
+            login_per_minute_per_address: 30,
+            login_per_minute_per_account: 10,
+            ws_per_minute_per_address: 120,
+            ws_per_minute_per_account: 30,
         }
     }
 }

@@ -257,6 +257,24 @@ pub async fn seed(db: &Db, password: &str) -> anyhow::Result<Option<Vec<Login>>>
 /// accounts `dc-bench-001` …, all of one unit. Adds only the ones missing, so a restart with a
 /// larger N grows the set. The password is hashed once (argon2id) and that hash is stored for
 /// every bench account: hashing hundreds of times would only slow the start.
+/// The load-test sites all log in and connect from the load generator's one address: the
+/// per-address limits are raised so that each of them (and the operator) gets the tries a
+/// site behind its own address would. The per-account limits stay.
+pub fn let_bench_sites_in(sec: &mut crate::config::Security, bench_sites: usize) {
+    if bench_sites == 0 {
+        return;
+    }
+    let n = u32::try_from(bench_sites + 1).unwrap_or(u32::MAX);
+    for limit in [
+        &mut sec.login_per_minute_per_address,
+        &mut sec.ws_per_minute_per_address,
+    ] {
+        if *limit != 0 {
+            *limit = (*limit).max(limit.saturating_mul(n).min(100_000));
+        }
+    }
+}
+
 pub async fn seed_bench_sites(db: &Db, password: &str, n: usize) -> anyhow::Result<usize> {
     if n == 0 {
         return Ok(0);

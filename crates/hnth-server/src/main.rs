@@ -155,6 +155,7 @@ fn run() -> anyhow::Result<()> {
         } => {
             a.apply(&mut settings);
             settings.province = settings.province.or(&demo::province());
+            demo::let_bench_sites_in(&mut settings.security, bench_sites.into());
             let simulated = match simulated_sites {
                 Some(arg) => live::sim::parse_selection(&arg)?,
                 None => Vec::new(),
@@ -371,6 +372,17 @@ async fn serve(
     ));
 
     let tls = tls::load(&settings).await?;
+    let limits = Arc::new(web::limits::Limits::new(&settings.security));
+    {
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                limits.forget_idle();
+            }
+        });
+    }
     let state = web::AppState {
         db: db.clone(),
         hub,
@@ -378,6 +390,7 @@ async fn serve(
         secure_cookies: tls.is_some(),
         outbox,
         media_delay,
+        limits: limits.clone(),
     };
     let app = web::router(state);
     let listener = std::net::TcpListener::bind(settings.http.bind)

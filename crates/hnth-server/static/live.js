@@ -1,7 +1,8 @@
 // The live part shared by the site app and the console: the signaling WebSocket, the one
 // RTCPeerConnection of this page, and the video tiles. Protocol: docs/SIGNALING.md.
 
-const T = window.HNTH_I18N || {};
+// The page's translations, a JSON block of the page (no inline script: docs/security.md).
+const T = JSON.parse(document.getElementById('i18n')?.textContent || '{}');
 
 export function t(key, vars = {}) {
   let s = T[key] || key;

@@ -110,6 +110,7 @@ mod tests {
             .await
             .unwrap(),
             settings: Arc::default(),
+            limits: Arc::new(crate::web::limits::Limits::new(&Default::default())),
             secure_cookies: false,
             outbox: Arc::default(),
             media_delay: Arc::default(),

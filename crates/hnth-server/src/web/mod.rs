@@ -10,7 +10,9 @@ pub mod bookings;
 pub mod calendar;
 pub mod costs;
 mod error;
+mod headers;
 mod lang;
+pub mod limits;
 pub mod numbers;
 pub mod registry;
 mod state;
@@ -33,6 +35,7 @@ pub use self::lang::Lang;
 pub use self::state::AppState;
 
 use self::auth::{CurrentUser, LoginError, SESSION_COOKIE};
+use self::limits::ClientAddr;
 use crate::store;
 
 // ---------------------------------------------------------------- templates
@@ -249,6 +252,10 @@ pub fn router(state: AppState) -> Router {
                 .post(self::bookings::update)
                 .layer(self::bookings::upload_limit()),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            self::headers::security_headers,
+        ))
         .with_state(state)
 }
 
@@ -338,6 +345,7 @@ struct LoginForm {
 async fn login_form(
     State(st): State<AppState>,
     lang: Lang,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
@@ -360,6 +368,18 @@ async fn login_form(
             &f.username,
             StatusCode::UNPROCESSABLE_ENTITY,
         );
+    }
+    if let Err(too_many) = st.limits.login(addr, &f.username) {
+        log_too_many("login", addr, &f.username, too_many);
+        let mut res = render_login(
+            &st,
+            lang,
+            Some(t["login_too_many"].replace("{seconds}", &too_many.retry_after_s.to_string())),
+            &f.username,
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        retry_after(&mut res, too_many);
+        return res;
     }
     match auth::login(&st.db, &st.settings.security, &f.username, &f.password).await {
         Ok((token, account)) => {
@@ -494,6 +514,7 @@ pub struct ApiToken {
               (status = 503, description = "the server cannot record the login now", body = api::ApiErrorBody)))]
 pub async fn api_login(
     State(st): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
     // Only the documented object; serde would also take a struct from an array.
@@ -508,6 +529,20 @@ pub async fn api_login(
         )
             .into_response());
     };
+    if let Err(too_many) = st.limits.login(addr, &req.username) {
+        log_too_many("login", addr, &req.username, too_many);
+        let mut res = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({
+                "error": "too_many_requests",
+                "message": format!("too many login tries from this {}; retry after {} s", too_many.by.noun(), too_many.retry_after_s),
+                "retry_after": too_many.retry_after_s,
+            })),
+        )
+            .into_response();
+        retry_after(&mut res, too_many);
+        return Ok(res);
+    }
     Ok(match auth::login(&st.db, &st.settings.security, &req.username, &req.password).await {
         Ok((token, a)) => {
             let site = match a.site_id {
@@ -532,7 +567,7 @@ pub async fn api_login(
     })
 }
 
-async fn ws(State(st): State<AppState>, mut parts: Parts, upgrade: WebSocketUpgrade) -> Response {
+async fn ws(State(st): State<AppState>, parts: Parts, upgrade: WebSocketUpgrade) -> Response {
     let Some((token, from_cookie)) = auth::request_token(&parts) else {
         return AppError::Unauthenticated.into_response();
     };
@@ -545,7 +580,28 @@ async fn ws(State(st): State<AppState>, mut parts: Parts, upgrade: WebSocketUpgr
         Ok(None) => return AppError::Unauthenticated.into_response(),
         Err(_) => return AppError::Unavailable(Lang::from_parts(&parts)).into_response(),
     };
-    let _ = &mut parts;
+    if let Err(too_many) = st
+        .limits
+        .ws(limits::client_address(&parts), user.account.id)
+    {
+        log_too_many(
+            "signaling",
+            limits::client_address(&parts),
+            &user.account.username,
+            too_many,
+        );
+        let mut res = (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many signaling connections from this {}; retry after {} s\n",
+                too_many.by.noun(),
+                too_many.retry_after_s
+            ),
+        )
+            .into_response();
+        retry_after(&mut res, too_many);
+        return res;
+    }
     let hub = st.hub.clone();
     // The hub checks each message against the protocol's limit (closing with 1009 above it);
     // the WebSocket layer only refuses what is far larger, on its header.
@@ -553,6 +609,20 @@ async fn ws(State(st): State<AppState>, mut parts: Parts, upgrade: WebSocketUpgr
         .max_frame_size(crate::live::signaling::TRANSPORT_CAP)
         .max_message_size(crate::live::signaling::TRANSPORT_CAP)
         .on_upgrade(move |socket| hub.serve(socket, user))
+}
+
+fn log_too_many(what: &str, addr: Option<std::net::IpAddr>, who: &str, e: limits::TooMany) {
+    tracing::warn!(
+        "{what} refused: too many tries by {} (address {}, account {who:?}); retry after {} s",
+        e.by.noun(),
+        addr.map_or("unknown".into(), |a| a.to_string()),
+        e.retry_after_s
+    );
+}
+
+fn retry_after(res: &mut Response, e: limits::TooMany) {
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, e.retry_after_s.into());
 }
 
 fn same_origin(parts: &Parts) -> bool {
@@ -603,7 +673,7 @@ async fn console(
     let sites = st.hub.sites_snapshot();
     Ok(page(
         "console.html",
-        context! { t, user => user.account, csrf => user.csrf, link, sites => sites.get("list").cloned(), settings_json => settings.to_string(), t_json => serde_json::to_string(t)? },
+        context! { t, user => user.account, csrf => user.csrf, link, sites => sites.get("list").cloned(), settings_json => self::headers::script_json(&settings)?, t_json => self::headers::script_json(t)? },
     )
     .into_response())
 }
@@ -623,7 +693,7 @@ async fn site_app(
         None => Lang::Vi,
     };
     let t = lang.dict();
-    Ok(page("site.html", context! { t, user => user.account, csrf => user.csrf, t_json => serde_json::to_string(t)? }).into_response())
+    Ok(page("site.html", context! { t, user => user.account, csrf => user.csrf, t_json => self::headers::script_json(t)? }).into_response())
 }
 
 /// The chair's view (C3, C4): the meetings chaired at the chair's site, run live over the
@@ -635,7 +705,7 @@ async fn chair_view(LoggedIn(user): LoggedIn, lang: Lang) -> Result<Response, Ap
     let t = lang.dict();
     Ok(page(
         "chair.html",
-        context! { t, user => user.account, csrf => user.csrf, t_json => serde_json::to_string(t)? },
+        context! { t, user => user.account, csrf => user.csrf, t_json => self::headers::script_json(t)? },
     )
     .into_response())
 }
@@ -754,6 +824,14 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
         ),
         "booking_form.js" => (
             include_str!("../../static/booking_form.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "letter.css" => (
+            include_str!("../../static/letter.css"),
+            "text/css; charset=utf-8",
+        ),
+        "letter.js" => (
+            include_str!("../../static/letter.js"),
             "text/javascript; charset=utf-8",
         ),
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),

@@ -17,4 +17,6 @@ pub struct AppState {
     pub outbox: crate::services::mail::Outbox,
     /// The delay the media workers add (`/metrics`).
     pub media_delay: Arc<crate::live::delay::MediaDelays>,
+    /// The login's and the signaling's flood limits.
+    pub limits: Arc<super::limits::Limits>,
 }
