@@ -1,5 +1,6 @@
 //! `hnth`: the one server binary a province runs on its own box.
 
+mod admin;
 mod config;
 mod demo;
 mod live;
@@ -62,6 +63,26 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCmd),
+    /// Write a consistent copy of the database, while the server runs (SQLite's VACUUM INTO).
+    Backup {
+        /// A folder (the copy is named hnth-YYYYMMDD-HHMMSS.db there) or a new file's path.
+        #[arg(long)]
+        to: PathBuf,
+        /// In a folder, keep only the newest N copies.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Put a backup in place of the database; the server must be stopped. The replaced database
+    /// is kept beside it.
+    Restore {
+        /// The backup file to restore.
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -170,6 +191,19 @@ fn run() -> anyhow::Result<()> {
             ))
         }
         Command::User(cmd) => rt.block_on(user(cmd, settings)),
+        Command::Backup { to, keep, data_dir } => {
+            let dir = data_dir.unwrap_or(settings.storage.data_dir);
+            rt.block_on(admin::backup(
+                &dir.join("hnth.db"),
+                &to,
+                keep.map(|k| k as usize),
+            ))
+            .map(drop)
+        }
+        Command::Restore { from, data_dir } => {
+            let dir = data_dir.unwrap_or(settings.storage.data_dir);
+            rt.block_on(admin::restore(&dir, &from))
+        }
     }
 }
 
@@ -276,6 +310,7 @@ async fn serve(
     simulated: Vec<String>,
 ) -> anyhow::Result<()> {
     web::set_province(&settings.province.name);
+    let _lock = admin::lock_data(&settings.storage.data_dir)?;
     let db = store::open(&settings.db_path()).await?;
     let mut demo_logins = None;
     let mut demo_password = None;

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod bookings;
 pub mod costs;
 pub mod demo;
