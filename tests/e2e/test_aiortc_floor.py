@@ -17,7 +17,7 @@ import pytest
 
 from aiortc_site import AiortcSite
 from e2e_util import wait_for
-from proto_util import OwnServer, Ws, api_login
+from proto_util import OwnServer, Ws, api_login, session
 
 PASSWORD = "Aiortc-san-matkhau-2026!"
 A, B = "dc-hong-dan", "dc-vinh-loi"
@@ -67,6 +67,73 @@ def steady(read, what: str):
         return None
 
     return wait_for(cond, T, what)[0]
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of `name{labels}` in a Prometheus text (labels in any order), None if absent."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        rest = head[len(name):]
+        if rest and not rest.startswith("{"):
+            continue  # another metric whose name begins the same
+        have = dict(kv.split("=", 1) for kv in rest.strip("{}").split(",") if kv)
+        if all(have.get(k) == f'"{v}"' for k, v in labels.items()):
+            return float(value)
+    return None
+
+
+def assert_metrics(srv) -> None:
+    """/metrics (from this machine) shows what the IT staff watch: the open meeting, both sites'
+    media connected, packets and bytes both ways, each site's loss and RTT, the audio the floor
+    dropped of the site that never held it, the logins, and the notices' states."""
+    url = srv.base + "/metrics"
+
+    def scrape() -> str:
+        r = session().get(url, timeout=10)
+        assert r.status_code == 200, r.status_code
+        return r.text
+
+    def ready():
+        t = scrape()
+        # aiortc reports jitter at once; RTT and loss come with the RTCP it sends later, if at all.
+        links = [metric(t, "hnth_site_jitter_seconds", site=s) for s in ("hong-dan", "vinh-loi")]
+        return t if all(v is not None for v in links) else None
+
+    text = wait_for(ready, T, "both sites' link figures on /metrics",
+                    detail=lambda: [x for x in scrape().splitlines() if x.startswith("hnth_site") or "_open" in x])
+    assert metric(text, "hnth_meetings_open") >= 1, text[:2000]
+    assert metric(text, "hnth_sites_connected") >= 2, text[:2000]
+    for name in ("hnth_media_packets_received_total", "hnth_media_bytes_received_total",
+                 "hnth_media_packets_sent_total", "hnth_media_bytes_sent_total"):
+        assert metric(text, name) > 0, name
+    for site in ("hong-dan", "vinh-loi"):
+        for direction in ("in", "out"):
+            loss = metric(text, "hnth_site_loss_ratio", site=site, direction=direction)
+            assert loss is None or 0.0 <= loss <= 1.0, (site, direction, loss)
+    # B sent its tone all along and never held the floor: dropped at the server.
+    assert metric(text, "hnth_floor_dropped_audio_packets_total", site="vinh-loi") > 0
+    assert metric(text, "hnth_logins_total", result="ok") >= 3  # two sites and the operator
+    assert metric(text, "hnth_site_connections_total", site="hong-dan") >= 1
+    assert metric(text, "hnth_notices", state="queued") is not None
+    assert metric(text, "hnth_server_start_time_seconds") > 1.7e9
+    # The delay histograms are still there, and every family has its HELP once.
+    assert "hnth_media_server_delay_seconds_bucket" in text
+    helps = [line.split()[2] for line in text.splitlines() if line.startswith("# HELP")]
+    assert len(helps) == len(set(helps)), helps
+    # Every figure the Grafana dashboard of docs/ reads is on the page.
+    import json
+    import re
+
+    from proto_util import REPO
+
+    dash = json.loads((REPO / "docs" / "grafana-hnth.json").read_text(encoding="utf-8"))
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    names = {re.sub(r"_bucket$", "", n) for e in exprs for n in re.findall(r"hnth_[a-z_]+", e)}
+    # (A site's RTT and loss appear once its RTCP tells them; aiortc's does not.)
+    missing = sorted(n for n in names - {"hnth_site_loss_ratio", "hnth_site_rtt_seconds"} if n not in helps)
+    assert not missing, missing
 
 
 def test_an_aiortc_site_requests_the_floor_is_heard_only_while_it_holds_it_and_reports_its_roll_call(world):
@@ -138,5 +205,9 @@ def test_an_aiortc_site_requests_the_floor_is_heard_only_while_it_holds_it_and_r
              "A: the roll call without a reason refused", detail=lambda: snap(a)["errors"])
     assert snap(a)["meeting_state"]["roll_call"][str(ida)] == rc
 
+    # 6. What the IT staff watch on /metrics, the meeting still open.
+    assert_metrics(srv)
+
     console.send({"type": "close_meeting", "meeting": meeting})
     console.expect_type("meeting_closed", meeting=meeting)
+

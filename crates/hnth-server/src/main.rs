@@ -6,6 +6,7 @@ mod demo;
 mod live;
 mod services;
 mod store;
+mod telemetry;
 mod tls;
 mod web;
 
@@ -311,6 +312,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     web::set_province(&settings.province.name);
     let _lock = admin::lock_data(&settings.storage.data_dir)?;
+    telemetry::install();
     let db = store::open(&settings.db_path()).await?;
     let mut demo_logins = None;
     let mut demo_password = None;

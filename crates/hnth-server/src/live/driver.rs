@@ -283,6 +283,10 @@ pub async fn run(
 ) {
     let mut rx = RecvBatch::default();
     let mut out = SendBatch::default();
+    let (packets_in, bytes_in) = (
+        metrics::counter!(crate::telemetry::PACKETS_IN),
+        metrics::counter!(crate::telemetry::BYTES_IN),
+    );
     let mut tx: Vec<Transmit> = Vec::with_capacity(BATCH * 4);
     // Arrival stamps of the datagrams handled since the last flush (a batch at most).
     let mut arrivals: Vec<Duration> = Vec::with_capacity(BATCH);
@@ -324,6 +328,8 @@ pub async fn run(
                 for _ in 0..RECV_ROUNDS {
                     match rx.recv(&socket) {
                         Ok(n) => {
+                            packets_in.increment(n as u64);
+                            bytes_in.increment(rx.bytes() as u64);
                             if let Some(h) = &delay {
                                 let first = arrivals.len();
                                 arrivals.extend(rx.arrivals());
@@ -429,7 +435,11 @@ fn flush(
             .map(|t| (t.destination, &t.contents[..]))
             .collect();
         let dropped = out.send_all(socket, &list);
+        metrics::counter!(crate::telemetry::PACKETS_OUT).increment((list.len() - dropped) as u64);
+        metrics::counter!(crate::telemetry::BYTES_OUT)
+            .increment(list.iter().map(|(_, d)| d.len() as u64).sum());
         if dropped > 0 {
+            metrics::counter!(crate::telemetry::SEND_DROPPED).increment(dropped as u64);
             tracing::trace!(dropped, "udp send buffer full");
         }
         tx.clear();

@@ -405,6 +405,8 @@ impl Hub {
         );
         if device {
             if let Some(site) = &site {
+                metrics::counter!(crate::telemetry::SITE_CONNECTIONS, "site" => site.code.clone())
+                    .increment(1);
                 // The newest page of a site wins; the older one is told and dropped.
                 if let Some(old) = g.site_conn.insert(site.id, id) {
                     if let Some(c) = g.conns.remove(&old) {
@@ -1277,6 +1279,11 @@ impl Hub {
             .iter()
             .filter_map(|(id, p)| {
                 let s = g.stats.get(id)?;
+                if let (PeerKind::Site, Some(code)) =
+                    (p.kind, p.site_id.and_then(|site| site_code(&g, site)))
+                {
+                    crate::telemetry::site_link(code, s.loss_in, s.loss_out, s.rtt_ms, s.jitter_ms);
+                }
                 let report = p.site_id.and_then(|site| g.reports.get(&site));
                 let pick = |k: &str| {
                     report
@@ -1315,13 +1322,26 @@ impl Hub {
         }
     }
 
-    /// C4: audio packets dropped at the floor gate so far, per site code (for /metrics).
-    pub fn floor_dropped(&self) -> Vec<(String, u64)> {
+    /// What `/metrics` shows of the live meetings: how many are open, the sites and consoles
+    /// whose media is connected, and (C4) the audio dropped at the floor gate per site code.
+    pub fn live_figures(&self) -> crate::telemetry::Live {
         let g = self.lock();
-        g.sites
-            .iter()
-            .map(|s| (s.code.clone(), g.dropped.get(&s.id).copied().unwrap_or(0)))
-            .collect()
+        let connected = |kinds: &[PeerKind]| {
+            g.peers
+                .values()
+                .filter(|p| p.connected && kinds.contains(&p.kind))
+                .count()
+        };
+        crate::telemetry::Live {
+            meetings_open: g.meetings.len(),
+            sites_connected: connected(&[PeerKind::Site]),
+            consoles: connected(&[PeerKind::Control, PeerKind::Watch]),
+            floor_dropped: g
+                .sites
+                .iter()
+                .map(|s| (s.code.clone(), g.dropped.get(&s.id).copied().unwrap_or(0)))
+                .collect(),
+        }
     }
 
     /// The bookings whose meeting may be opened today (B4), to the consoles; at an approved
@@ -1697,6 +1717,13 @@ fn peer_refs(g: &Inner, meeting: i64) -> Vec<PeerRef> {
         .collect();
     v.sort_by_key(|p| p.id);
     v
+}
+
+fn site_code(g: &Inner, site: i64) -> Option<&str> {
+    g.sites
+        .iter()
+        .find(|s| s.id == site)
+        .map(|s| s.code.as_str())
 }
 
 fn site_name(g: &Inner, site: i64) -> String {

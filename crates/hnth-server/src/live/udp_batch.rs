@@ -94,6 +94,11 @@ impl RecvBatch {
         Ok(n)
     }
 
+    /// The bytes of the datagrams of the last `recv`.
+    pub fn bytes(&self) -> usize {
+        self.lens[..self.count].iter().sum()
+    }
+
     /// When the kernel received each datagram of the last `recv` (since the Unix epoch), for
     /// those it stamped.
     pub fn arrivals(&self) -> impl Iterator<Item = std::time::Duration> + '_ {

@@ -116,6 +116,7 @@ pub async fn login(
         db_accounts::lock(db, creds.id, until)
             .await
             .map_err(|e| unavailable("locking the account", username, e))?;
+        metrics::counter!(crate::telemetry::LOCKOUTS).increment(1);
         return Err(LoginError::Locked { until });
     }
     // The password is right: a database error now is no wrong password (A2's count was reset

@@ -238,9 +238,14 @@ async fn send_due(
             Err(e) => Err(e.to_string()),
         };
         match result {
-            Ok(()) => notices::mark_sent(db, id, store::now()).await?,
+            Ok(()) => {
+                metrics::counter!(crate::telemetry::NOTICE_SENDS, "result" => "sent").increment(1);
+                notices::mark_sent(db, id, store::now()).await?
+            }
             Err(e) => {
                 tracing::warn!(notice = id, "sending failed: {e}");
+                metrics::counter!(crate::telemetry::NOTICE_SENDS, "result" => "failed")
+                    .increment(1);
                 notices::mark_failed(db, id, &e).await?;
             }
         }

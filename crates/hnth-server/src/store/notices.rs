@@ -228,3 +228,33 @@ pub async fn phone_list(db: &Db, booking: i64) -> Result<Vec<(String, String, St
     rows.extend(providers);
     Ok(rows)
 }
+/// How many notices are in each state, for `/metrics`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// Not sent yet, never tried.
+    pub queued: i64,
+    /// Not sent yet, tried and failed at least once (sent again later).
+    pub retrying: i64,
+    pub sent: i64,
+    /// Given up: their moment passed before they could be sent.
+    pub expired: i64,
+}
+
+pub async fn tally(db: &Db) -> Result<Tally, Error> {
+    let r = sqlx::query(
+        "SELECT
+            COALESCE(SUM(sent_at IS NULL AND expired_at IS NULL AND attempts = 0), 0),
+            COALESCE(SUM(sent_at IS NULL AND expired_at IS NULL AND attempts > 0), 0),
+            COALESCE(SUM(sent_at IS NOT NULL), 0),
+            COALESCE(SUM(sent_at IS NULL AND expired_at IS NOT NULL), 0)
+         FROM notices",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(Tally {
+        queued: r.get(0),
+        retrying: r.get(1),
+        sent: r.get(2),
+        expired: r.get(3),
+    })
+}

@@ -125,39 +125,32 @@ pub fn page(name: &str, ctx: minijinja::Value) -> Html<String> {
 // ---------------------------------------------------------------- routes
 
 /// Prometheus metrics, for a collector on this machine only: they carry no personal data, and
-/// nothing outside needs them.
+/// nothing outside needs them (docs/operation.md, "Watching the box").
 async fn metrics(
     State(st): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
 ) -> Response {
-    metrics_for(peer, &st.media_delay, &st.hub.floor_dropped())
-}
-
-fn metrics_for(
-    peer: std::net::SocketAddr,
-    delays: &crate::live::delay::MediaDelays,
-    floor_dropped: &[(String, u64)],
-) -> Response {
-    if !peer.ip().is_loopback() {
+    if !metrics_allowed(peer) {
         return (
             StatusCode::FORBIDDEN,
             "metrics are served to this machine (127.0.0.1) only\n",
         )
             .into_response();
     }
-    let mut body = String::new();
-    delays.render(&mut body);
-    // C4: what each site sent without the floor, dropped at the server.
-    body.push_str(
-        "# HELP hnth_floor_dropped_audio_packets_total Audio packets of a site dropped at the server because it did not hold the floor (C4).\n\
-         # TYPE hnth_floor_dropped_audio_packets_total counter\n",
-    );
-    for (site, n) in floor_dropped {
-        body.push_str(&format!(
-            "hnth_floor_dropped_audio_packets_total{{site=\"{site}\"}} {n}\n"
-        ));
-    }
+    let notices = match store::notices::tally(&st.db).await {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!("/metrics: cannot count the notices: {e}");
+            None
+        }
+    };
+    let mut body = crate::telemetry::render(&st.hub.live_figures(), notices.as_ref());
+    st.media_delay.render(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+fn metrics_allowed(peer: std::net::SocketAddr) -> bool {
+    peer.ip().is_loopback()
 }
 
 #[cfg(test)]
@@ -166,18 +159,13 @@ mod metrics_tests {
 
     #[test]
     fn metrics_only_to_this_machine() {
-        let d = crate::live::delay::MediaDelays::default();
-        for (peer, status) in [
-            ("127.0.0.1:5000", StatusCode::OK),
-            ("[::1]:5000", StatusCode::OK),
-            ("10.77.0.2:5000", StatusCode::FORBIDDEN),
-            ("203.0.113.9:5000", StatusCode::FORBIDDEN),
+        for (peer, allowed) in [
+            ("127.0.0.1:5000", true),
+            ("[::1]:5000", true),
+            ("10.77.0.2:5000", false),
+            ("203.0.113.9:5000", false),
         ] {
-            assert_eq!(
-                metrics_for(peer.parse().unwrap(), &d, &[("hong-dan".into(), 3)]).status(),
-                status,
-                "{peer}"
-            );
+            assert_eq!(metrics_allowed(peer.parse().unwrap()), allowed, "{peer}");
         }
     }
 }
@@ -371,6 +359,7 @@ async fn login_form(
     }
     if let Err(too_many) = st.limits.login(addr, &f.username) {
         log_too_many("login", addr, &f.username, too_many);
+        count_login("rate_limited");
         let mut res = render_login(
             &st,
             lang,
@@ -381,7 +370,9 @@ async fn login_form(
         retry_after(&mut res, too_many);
         return res;
     }
-    match auth::login(&st.db, &st.settings.security, &f.username, &f.password).await {
+    let result = auth::login(&st.db, &st.settings.security, &f.username, &f.password).await;
+    count_login(login_result(&result));
+    match result {
         Ok((token, account)) => {
             let target = landing(account.role);
             let max_age = if account.role == Role::SiteDevice {
@@ -531,6 +522,7 @@ pub async fn api_login(
     };
     if let Err(too_many) = st.limits.login(addr, &req.username) {
         log_too_many("login", addr, &req.username, too_many);
+        count_login("rate_limited");
         let mut res = (
             StatusCode::TOO_MANY_REQUESTS,
             Json(json!({
@@ -543,7 +535,9 @@ pub async fn api_login(
         retry_after(&mut res, too_many);
         return Ok(res);
     }
-    Ok(match auth::login(&st.db, &st.settings.security, &req.username, &req.password).await {
+    let result = auth::login(&st.db, &st.settings.security, &req.username, &req.password).await;
+    count_login(login_result(&result));
+    Ok(match result {
         Ok((token, a)) => {
             let site = match a.site_id {
                 Some(id) => store::registry::sites(&st.db).await?.into_iter().find(|s| s.id == id).map(|s| json!({"id": s.id, "code": s.code, "name": s.name})),
@@ -609,6 +603,19 @@ async fn ws(State(st): State<AppState>, parts: Parts, upgrade: WebSocketUpgrade)
         .max_frame_size(crate::live::signaling::TRANSPORT_CAP)
         .max_message_size(crate::live::signaling::TRANSPORT_CAP)
         .on_upgrade(move |socket| hub.serve(socket, user))
+}
+
+fn login_result<T>(r: &Result<T, LoginError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(LoginError::Invalid) => "invalid",
+        Err(LoginError::Locked { .. }) => "locked",
+        Err(LoginError::Unavailable) => "unavailable",
+    }
+}
+
+fn count_login(result: &'static str) {
+    metrics::counter!(crate::telemetry::LOGINS, "result" => result).increment(1);
 }
 
 fn log_too_many(what: &str, addr: Option<std::net::IpAddr>, who: &str, e: limits::TooMany) {
