@@ -3,6 +3,8 @@
 mod admin;
 mod config;
 mod demo;
+#[cfg(test)]
+mod fuzzing;
 mod live;
 mod services;
 mod store;

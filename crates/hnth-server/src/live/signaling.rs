@@ -2398,4 +2398,196 @@ mod tests {
         assert_eq!(t.hub.lock().meetings[&meeting].seat, None);
         t.media_cmds();
     }
+
+    /// Hostile input: whatever a page sends (any type, fields nearly right or wrong, text that
+    /// is no JSON), from a site, the operator or a chair, the hub answers or drops it and never
+    /// panics, and every answer is JSON. `HNTH_FUZZ_CASES` inputs (scripts/fuzz-long.sh).
+    #[test]
+    fn fuzz_signaling_no_message_makes_the_hub_panic() {
+        use crate::fuzzing::{cases, object, text, value};
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        use std::cell::RefCell;
+
+        const KEYS: &[&str] = &[
+            "meeting",
+            "site",
+            "sdp",
+            "seq",
+            "booking",
+            "title",
+            "chair",
+            "sites",
+            "tracks",
+            "width",
+            "height",
+            "fps",
+            "audio_level",
+            "watch",
+            "on",
+            "request",
+            "delegate",
+            "position",
+            "present",
+            "absent",
+            "frame",
+            "params",
+            "layout",
+            "cells",
+            "mid",
+            "name",
+            "reason",
+            "rotation_seconds",
+            "chair_always_heard",
+        ];
+        const COMMANDS: &[&str] = &[
+            "add_site",
+            "drop_site",
+            "give_floor",
+            "take_floor",
+            "close_all",
+            "set_debate",
+            "set_lecture",
+            "request_floor",
+            "withdraw",
+            "pass",
+            "grant",
+            "decline",
+            "clear_requests",
+            "set_frame",
+            "set_params",
+            "report_roll_call",
+            "nonsense",
+        ];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (t, conns) = rt.block_on(async {
+            let t = test_hub().await;
+            let op = t.connect("op", Role::Operator, None).await;
+            let site = t.connect("dc-huyen", Role::SiteDevice, Some(2)).await;
+            let chair = t.connect("ct-huyen-hai", Role::Chair, Some(3)).await;
+            say(
+                &t.hub,
+                op.0,
+                json!({"type": "open_meeting", "title": "Khẩn cấp", "sites": [2, 3]}),
+            )
+            .await;
+            (RefCell::new(t), RefCell::new(vec![op, site, chair]))
+        });
+        let mut types: Vec<&str> = KNOWN_TYPES.to_vec();
+        types.extend(["unknown", ""]);
+        let message = (
+            0..3usize,
+            prop::sample::select(types),
+            object(KEYS, value(KEYS)),
+            prop::option::of((prop::sample::select(COMMANDS), object(KEYS, value(KEYS)))),
+        )
+            .prop_map(|(who, typ, mut body, command)| {
+                body["type"] = json!(typ);
+                if let Some((ctyp, mut cmd)) = command {
+                    cmd["type"] = json!(ctyp);
+                    body["command"] = cmd;
+                }
+                (who, body.to_string())
+            });
+        // Messages of the right shape with values in range or just out of it: what gets past
+        // the parsing to the rules, the database and the media commands.
+        let id = || prop_oneof![0i64..5, Just(-1), Just(i64::MAX)];
+        let delegate = || {
+            (text(), text(), text())
+                .prop_map(|(n, p, r)| json!({"name": n, "position": p, "reason": r}))
+        };
+        let layouts = [
+            "1x1", "2x2", "3x3", "4x4", "1+5", "1+7", "2+8", "1+12", "speaker", "lecture", "9x9",
+        ];
+        let frame = (
+            prop::sample::select(layouts.to_vec()),
+            prop::option::of(prop::collection::vec(prop::option::of(id()), 0..20)),
+        )
+            .prop_map(|(layout, cells)| match cells {
+                Some(c) => json!({"layout": layout, "fill": {"kind": "manual", "cells": c}}),
+                None => json!({"layout": layout, "fill": {"kind": "floor_order"}}),
+            });
+        let command = (
+            prop::sample::select(COMMANDS),
+            (id(), id(), any::<bool>(), text(), text()),
+            prop::collection::vec(delegate(), 0..3),
+            prop::collection::vec(delegate(), 0..3),
+            frame,
+            (0u32..5000, 0u32..20_000, 0u32..600),
+        )
+            .prop_map(
+                |(typ, (site, request, on, who, position), present, absent, frame, p)| {
+                    json!({
+                        "type": typ, "site": site, "request": request, "on": on,
+                        "delegate": who, "position": position, "present": present,
+                        "absent": absent, "frame": frame,
+                        "params": {"max_height": p.0, "max_kbps": p.1, "rotate_secs": p.2},
+                    })
+                },
+            );
+        let shaped = (
+            0..3usize,
+            prop::sample::select(KNOWN_TYPES.to_vec()),
+            (id(), id(), id(), 0u64..6, any::<bool>()),
+            (text(), text(), prop::collection::vec(id(), 0..5)),
+            prop::collection::vec((text(), 0u32..3000), 0..4),
+            command,
+        )
+            .prop_map(|(who, typ, (meeting, site, booking, seq, watch), (title, sdp, sites), tracks, command)| {
+                let tracks: Vec<Value> =
+                    tracks.into_iter().map(|(s, h)| json!({"stream": s, "height": h})).collect();
+                // A closed meeting stops the course: close one only now and then.
+                let typ = if typ == "close_meeting" && seq > 0 { "command" } else { typ };
+                let body = match typ {
+                    "offer" => json!({"meeting": meeting, "sdp": sdp, "watch": watch}),
+                    "answer" => json!({"sdp": sdp, "seq": seq}),
+                    "report" => json!({"width": seq * 640, "height": seq * 360, "fps": 25.0, "audio_level": 0.5}),
+                    "media_lost" | "close_meeting" | "dial_all" | "join_request" => json!({"meeting": meeting}),
+                    "view" => json!({"tracks": tracks}),
+                    "open_meeting" if watch => json!({"booking": booking}),
+                    "open_meeting" => json!({"title": title, "sites": sites, "chair": sdp}),
+                    "dial" | "hangup" => json!({"meeting": meeting, "site": site}),
+                    _ => json!({"meeting": meeting, "command": command}),
+                };
+                let mut body = body;
+                body["type"] = json!(typ);
+                (who, body.to_string())
+            });
+        let input = prop_oneof![6 => shaped, 3 => message, 1 => (0..3usize, text())];
+        let mut runner = TestRunner::new(Config {
+            cases: cases(1500),
+            failure_persistence: None,
+            ..Config::default()
+        });
+        // What came back, by type (and error code): the run must reach past the parsing.
+        let seen = RefCell::new(std::collections::BTreeMap::<String, u64>::new());
+        runner
+            .run(&input, |(who, msg)| {
+                let conn = conns.borrow()[who].0;
+                rt.block_on(t.borrow().hub.handle(conn, &msg));
+                for (_, rx) in conns.borrow_mut().iter_mut() {
+                    while let Ok(reply) = rx.try_recv() {
+                        let v = serde_json::from_str::<Value>(&reply);
+                        prop_assert!(v.is_ok(), "not JSON: {reply}");
+                        let v = v.unwrap();
+                        let key = format!("{} {}", v["type"], v["code"]);
+                        *seen.borrow_mut().entry(key).or_default() += 1;
+                    }
+                }
+                t.borrow_mut().media_cmds();
+                Ok(())
+            })
+            .unwrap();
+        let seen = seen.into_inner();
+        eprintln!("signaling fuzz, replies by type and code: {seen:?}");
+        for reached in ["\"meeting_state\" null", "\"error\" \"forbidden\""] {
+            assert!(
+                seen.contains_key(reached),
+                "never reached {reached}: {seen:?}"
+            );
+        }
+    }
 }

@@ -852,3 +852,289 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
     )
         .into_response()
 }
+
+/// Hostile input over HTTP: any route of the pages and of the JSON API, with the session and
+/// CSRF token of an administrator (so the input reaches the handlers), fields nearly right or
+/// wrong in every encoding: never a panic, never a 500. `HNTH_FUZZ_CASES` inputs
+/// (scripts/fuzz-long.sh).
+#[cfg(test)]
+mod fuzz_tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::Request;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use crate::fuzzing::{cases, number, object, text, value};
+    use crate::live::driver::MediaRouter;
+    use crate::live::signaling::Hub;
+    use crate::services::accounts;
+    use crate::web::{router, AppState};
+
+    const FIELDS: &[&str] = &[
+        "csrf",
+        "title",
+        "kind",
+        "host_site",
+        "sites",
+        "official_start",
+        "official_end",
+        "preparation_start",
+        "chair",
+        "content",
+        "participants",
+        "note",
+        "reason",
+        "code",
+        "name",
+        "unit",
+        "address",
+        "phone",
+        "email",
+        "language",
+        "room_rules",
+        "username",
+        "display_name",
+        "role",
+        "site",
+        "password",
+        "amount",
+        "category",
+        "description",
+        "provider",
+        "status",
+        "from",
+        "to",
+        "page",
+        "q",
+        "action",
+        "object",
+        "date",
+        "view",
+        "technician",
+        "on_duty",
+    ];
+    const PAGE_POSTS: &[&str] = &[
+        "/login",
+        "/bookings",
+        "/bookings/{id}/edit",
+        "/bookings/{id}/approve",
+        "/bookings/{id}/reject",
+        "/bookings/{id}/cancel",
+        "/bookings/{id}/hold",
+        "/bookings/{id}/{any}",
+        "/bookings/{id}/costs",
+        "/bookings/{id}/duty",
+        "/registry/sites",
+        "/registry/providers",
+        "/registry/sites/{id}",
+        "/registry/sites/{id}/technicians",
+        "/admin/accounts",
+        "/admin/accounts/{id}/unlock",
+        "/admin/accounts/{id}/disable",
+        "/admin/accounts/{id}/{any}",
+    ];
+    const PAGE_GETS: &[&str] = &[
+        "/bookings",
+        "/bookings/{id}",
+        "/bookings/{id}/letter",
+        "/bookings/{id}/invitation.ics",
+        "/bookings/{id}/notice.pdf",
+        "/calendar",
+        "/registry",
+        "/registry/sites/{id}",
+        "/directory",
+        "/admin/accounts",
+        "/admin/audit",
+        "/lang/{any}",
+        "/static/{any}",
+        "/console",
+        "/chair",
+        "/site",
+        "/metrics",
+        "/api/v1/docs",
+    ];
+
+    #[test]
+    fn fuzz_http_no_request_makes_a_handler_panic_or_fail() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (_dir, app, cookie, csrf, token, api_paths) = rt.block_on(async {
+            let (dir, db) = crate::store::testing::db().await;
+            let pw = "Mat-khau-kiem-thu-2026";
+            crate::demo::seed(&db, pw).await.unwrap();
+            crate::demo::booking_of_the_day(&db, chrono::Utc::now())
+                .await
+                .unwrap();
+            // Accounts of their own, out of the ids the input names (0..6): the input may
+            // disable, unlock or reset the demo's, and must not end the test's own sessions.
+            for (username, role) in [("fuzz-admin", "admin"), ("fuzz-operator", "operator")] {
+                let new = accounts::NewAccount {
+                    username,
+                    display_name: username,
+                    password: pw,
+                    role,
+                    site_id: None,
+                    unit_id: None,
+                };
+                accounts::create(&db, accounts::By::Tool("test"), &new)
+                    .await
+                    .unwrap();
+            }
+            let sec = crate::config::Security::default();
+            let (cookie, _) = accounts::login(&db, &sec, "fuzz-admin", pw).await.unwrap();
+            let (token, _) = accounts::login(&db, &sec, "fuzz-operator", pw)
+                .await
+                .unwrap();
+            let csrf = accounts::session(&db, &cookie).await.unwrap().unwrap().csrf;
+            let (media, _) = tokio::sync::mpsc::unbounded_channel();
+            let state = AppState {
+                db: db.clone(),
+                hub: Hub::new(
+                    db.clone(),
+                    MediaRouter::new(vec![media]),
+                    Default::default(),
+                    Default::default(),
+                    Default::default(),
+                )
+                .await
+                .unwrap(),
+                settings: Arc::default(),
+                limits: Arc::new(crate::web::limits::Limits::new(&Default::default())),
+                secure_cookies: false,
+                outbox: Arc::default(),
+                media_delay: Arc::default(),
+            };
+            let doc = serde_json::to_value(crate::web::api::document()).unwrap();
+            let mut api: Vec<(String, String)> = Vec::new();
+            for (path, item) in doc["paths"].as_object().unwrap() {
+                for method in item.as_object().unwrap().keys() {
+                    api.push((method.to_uppercase(), path.clone()));
+                }
+            }
+            (dir, router(state), cookie, csrf, token, api)
+        });
+        let fill = |path: &str, id: &Value, any: &str| {
+            let id = match id {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            let enc = |s: &str| serde_urlencoded::to_string([("x", s)]).unwrap()[2..].to_string();
+            let mut out = String::new();
+            for seg in path.split('/').skip(1) {
+                out.push('/');
+                out.push_str(&match seg {
+                    "{id}" => enc(&id),
+                    s if s.starts_with('{') => enc(any),
+                    s => s.to_string(),
+                });
+            }
+            out
+        };
+        let id = prop_oneof![3 => (0i64..6).prop_map(Value::from), 1 => number(), 1 => text().prop_map(Value::from)];
+        let form = (
+            prop::collection::vec((prop::sample::select(FIELDS), text()), 0..12),
+            any::<bool>(),
+        );
+        let input = (
+            0..3usize,
+            (
+                prop::sample::select(PAGE_POSTS),
+                prop::sample::select(PAGE_GETS),
+                prop::sample::select(api_paths.clone()),
+            ),
+            id,
+            text(),
+            form,
+            prop_oneof![2 => object(FIELDS, value(FIELDS)), 1 => value(FIELDS)],
+            prop::collection::vec((prop::sample::select(FIELDS), text()), 0..6),
+        );
+        let statuses =
+            std::cell::RefCell::new(std::collections::BTreeMap::<(usize, u16), u64>::new());
+        let mut runner = TestRunner::new(Config {
+            cases: cases(400),
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(
+                &input,
+                |(
+                    what,
+                    (post, get, (method, api_path)),
+                    id,
+                    any,
+                    (fields, with_csrf),
+                    json,
+                    query,
+                )| {
+                    let query = serde_urlencoded::to_string(&query).unwrap();
+                    let req = match what {
+                        // A page's form, with the session and (mostly) its CSRF token.
+                        0 => {
+                            let mut fields = fields;
+                            if with_csrf {
+                                fields.push(("csrf", csrf.clone()));
+                            }
+                            Request::post(fill(post, &id, &any))
+                                .header("cookie", format!("hnth_session={cookie}"))
+                                .header("content-type", "application/x-www-form-urlencoded")
+                                .body(Body::from(serde_urlencoded::to_string(&fields).unwrap()))
+                        }
+                        // A page, with a query string.
+                        1 => Request::get(format!("{}?{query}", fill(get, &id, &any)))
+                            .header("cookie", format!("hnth_session={cookie}"))
+                            .body(Body::empty()),
+                        // The JSON API, with the operator's bearer token.
+                        _ => Request::builder()
+                            .method(method.as_str())
+                            .uri(format!("{}?{query}", fill(&api_path, &id, &any)))
+                            .header("authorization", format!("Bearer {token}"))
+                            .header("content-type", "application/json")
+                            .body(Body::from(json.to_string())),
+                    };
+                    let mut req = req.unwrap();
+                    req.extensions_mut()
+                        .insert(ConnectInfo(std::net::SocketAddr::from((
+                            [127, 0, 0, 1],
+                            40000,
+                        ))));
+                    let res = rt.block_on(app.clone().oneshot(req)).unwrap();
+                    *statuses
+                        .borrow_mut()
+                        .entry((what, res.status().as_u16()))
+                        .or_default() += 1;
+                    prop_assert!(
+                        res.status() != axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "500 for a request of kind {what}"
+                    );
+                    Ok(())
+                },
+            )
+            .unwrap();
+        // The input reached the handlers: the session held (no 401 or redirect to the login
+        // page for pages), and some requests were done, not only refused.
+        let statuses = statuses.into_inner();
+        eprintln!("http fuzz, (kind, status): {statuses:?}");
+        let n = |f: &dyn Fn(usize, u16) -> bool| -> u64 {
+            statuses
+                .iter()
+                .filter(|((k, s), _)| f(*k, *s))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        // (401 only from the API's login, with made-up credentials.)
+        assert!(n(&|_, s| s == 401) <= n(&|k, _| k == 2) / 4, "{statuses:?}");
+        assert!(n(&|_, s| (200..300).contains(&s)) > 0, "{statuses:?}");
+        assert!(
+            n(&|k, s| k == 0 && s != 403) > 0,
+            "every form refused: {statuses:?}"
+        );
+    }
+}
