@@ -38,8 +38,13 @@ pub struct Config {
     pub candidates: Vec<SocketAddr>,
     /// A peer that has not completed ICE and DTLS within this time is dropped.
     pub connect_timeout: Duration,
-    /// A connected peer from which nothing arrives for this long is dropped.
+    /// A connected peer from which nothing arrives for this long is dropped. As long as a
+    /// browser's ICE consent (30 s): a shorter cut of the line is bridged by the same session,
+    /// which carries media again as soon as the line does.
     pub idle_timeout: Duration,
+    /// A connected peer from which nothing arrives for this long is reported interrupted
+    /// ([`Output::LinkInterrupted`]), and resumed at its next datagram.
+    pub interrupt_after: Duration,
     /// The bandwidth estimate a receiver starts from.
     pub initial_bitrate_bps: u64,
     /// Which estimate chooses each receiver's simulcast layers.
@@ -59,7 +64,8 @@ impl Default for Config {
         Config {
             candidates: vec![],
             connect_timeout: Duration::from_secs(15),
-            idle_timeout: Duration::from_secs(6),
+            idle_timeout: Duration::from_secs(30),
+            interrupt_after: Duration::from_secs(2),
             initial_bitrate_bps: 2_500_000,
             estimation: Estimation::default(),
             view_size: 8,
@@ -106,7 +112,7 @@ impl std::error::Error for MediaError {}
 pub enum CloseReason {
     /// ICE and DTLS did not complete in time.
     ConnectTimeout,
-    /// Nothing arrived for `idle_timeout`, or ICE reported the link gone.
+    /// Nothing arrived for `idle_timeout`.
     LinkLost,
     /// str0m refused further input (a protocol error on the wire).
     ProtocolError,
@@ -151,6 +157,17 @@ pub enum Output {
     },
     /// ICE and DTLS are up: media can flow.
     Connected {
+        peer: PeerId,
+    },
+    /// Nothing arrived from the peer for `interrupt_after`: its line is cut or failing. The
+    /// session is kept (`idle_timeout`) and carries media again when the line does.
+    LinkInterrupted {
+        peer: PeerId,
+        /// Since when nothing arrived (the interruption began this long ago).
+        silent_for: Duration,
+    },
+    /// Datagrams arrive again from an interrupted peer.
+    LinkResumed {
         peer: PeerId,
     },
     /// The peer is gone (expired or broken); it has been removed.
@@ -328,6 +345,7 @@ impl Conference {
                 created: now,
                 last_rx: now,
                 connected: false,
+                interrupted: false,
                 timeout: now,
                 tracks_in: Vec::new(),
                 tracks_out: Vec::new(),
@@ -656,6 +674,10 @@ impl Conference {
             return;
         }
         p.last_rx = now;
+        if p.interrupted {
+            p.interrupted = false;
+            self.out.push_back(Output::LinkResumed { peer });
+        }
         p.unpolled = true;
         self.by_addr.entry(source).or_insert(peer);
         self.dirty.push(peer);
@@ -678,6 +700,16 @@ impl Conference {
                 expired.push((*id, r));
                 continue;
             }
+            if p.connected
+                && !p.interrupted
+                && now.duration_since(p.last_rx) > self.config.interrupt_after
+            {
+                p.interrupted = true;
+                self.out.push_back(Output::LinkInterrupted {
+                    peer: *id,
+                    silent_for: now.duration_since(p.last_rx),
+                });
+            }
             if p.timeout <= now {
                 if p.rtc.handle_input(Input::Timeout(now)).is_err() {
                     expired.push((*id, CloseReason::ProtocolError));
@@ -695,7 +727,9 @@ impl Conference {
     /// When the core next wants [`Conference::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
         let expiry = self.peers.values().map(|p| {
-            if p.connected {
+            if p.connected && !p.interrupted {
+                p.last_rx + self.config.interrupt_after
+            } else if p.connected {
                 p.last_rx + self.config.idle_timeout
             } else {
                 p.created + self.config.connect_timeout

@@ -106,6 +106,8 @@ pub(crate) struct Peer {
     pub(crate) created: Instant,
     pub(crate) last_rx: Instant,
     pub(crate) connected: bool,
+    /// Nothing arrived for `Config::interrupt_after` ([`Output::LinkInterrupted`]).
+    pub(crate) interrupted: bool,
     pub(crate) timeout: Instant,
     pub(crate) tracks_in: Vec<TrackIn>,
     pub(crate) tracks_out: Vec<TrackOut>,
@@ -226,8 +228,15 @@ pub(crate) fn on_event(
             out.push_back(Output::Connected { peer: id });
             None
         }
+        // ICE's "disconnected" on a connected peer is a line that stopped answering for a few
+        // seconds: the session is kept (`interrupted`, then `idle_timeout`), so that the
+        // browser's consent checks and media pick it up again the moment the line is back,
+        // with no new session. Before it ever connected, it is a session that will not: the
+        // site is told at once (and starts a new one) rather than at `connect_timeout`.
         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-            p.rtc.disconnect();
+            if !p.connected {
+                p.rtc.disconnect();
+            }
             None
         }
         Event::MediaAdded(m) => {

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Sim;
+use common::{Event, Sim};
 use hnth_media::{CloseReason, Config};
 use str0m::media::MediaKind;
 
@@ -64,6 +64,50 @@ fn a_site_that_goes_silent_is_dropped_as_link_lost() {
         .frames;
     assert!(after >= before + 40, "{before} -> {after}");
     assert!(sim.closed(1).is_none() && sim.closed(3).is_none());
+}
+
+/// A line cut shorter than the idle timeout: the site is reported interrupted after
+/// `interrupt_after`, keeps its session, and is resumed (and receives media again) as soon as
+/// its datagrams come back, without a new session.
+#[test]
+fn a_cut_line_is_interrupted_then_resumed_in_the_same_session() {
+    let mut sim = Sim::new(config());
+    for id in [1, 2] {
+        sim.add_site(id, 1, Sim::light_site(id)).expect("add");
+    }
+    sim.run_for(Duration::from_secs(2));
+    let cut = sim.now;
+    sim.site_mut(2).frozen = true;
+    let interrupted = |s: &Sim| {
+        s.events
+            .iter()
+            .find(|(_, e)| matches!(e, Event::Interrupted(2)))
+            .map(|(t, _)| *t)
+    };
+    assert!(sim.run_until(Duration::from_secs(4), |s| interrupted(s).is_some()));
+    let told = interrupted(&sim).expect("interrupted") - cut;
+    let after = config().interrupt_after;
+    assert!(
+        told >= after && told <= after + Duration::from_millis(100),
+        "interrupted {told:?} after the cut"
+    );
+    // Cut for 4 s in all, less than the idle timeout: the session stays.
+    sim.run_for(Duration::from_secs(2));
+    assert!(sim.closed(2).is_none());
+    let before = common::frames(&sim, 2, 1);
+    sim.site_mut(2).frozen = false;
+    let back = sim.now;
+    assert!(sim.run_until(Duration::from_secs(2), |s| s
+        .events
+        .iter()
+        .any(|(t, e)| *t >= back && matches!(e, Event::Resumed(2)))));
+    sim.run_for(Duration::from_secs(1));
+    assert!(
+        common::frames(&sim, 2, 1) > before + 20,
+        "no media after the line came back"
+    );
+    assert!(sim.closed(2).is_none());
+    assert_eq!(sim.conf.peer_count(), 2);
 }
 
 #[test]

@@ -71,6 +71,8 @@ export class SitesTable {
     badge.dataset.media = s.media || '';
     let label = t(`presence_${s.presence}`);
     if (part && !connected && s.presence !== 'offline') label = t('con_connecting');
+    // The site's line is cut: its place in the meeting is kept, it comes back by itself.
+    if (s.media === 'interrupted') label = t('con_interrupted');
     setText(badge, label);
     row.classList.toggle('outside', !!state && !part);
     const chair = !!(part && part.chair);

@@ -236,6 +236,7 @@ export class Live {
     if (msg.type !== 'stats') this.hnth.last[msg.type] = msg;
     switch (msg.type) {
       case 'welcome':
+        this.offersPending = 0; // a new connection: no answer of the old one will come
         this.hnth.site = msg.site || null;
         if (!msg.meeting) this.hnth.frame = null;
         break;
@@ -261,6 +262,10 @@ export class Live {
         this.hnth.frame = null;
         break;
       case 'answer':
+        // Answers come in the order of our offers: one to an offer made before the newest
+        // (a session already replaced) is not this connection's, and would break it.
+        this.offersPending = Math.max(0, (this.offersPending || 0) - 1);
+        if (this.offersPending > 0) return;
         if (pc) await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
         return;
       case 'offer': {
@@ -285,6 +290,7 @@ export class Live {
         this.syncTiles();
         break;
       case 'error':
+        if (msg.ref === 'offer') this.offersPending = Math.max(0, (this.offersPending || 0) - 1);
         this.hnth.errors.push(msg);
         // A `view` sent just as the media session ended is refused; nothing for the user.
         if (msg.ref !== 'view') this.onError(msg);
@@ -319,6 +325,11 @@ export class Live {
   async startMedia(meeting) {
     this.stopMedia();
     this.hnth.meeting = meeting;
+    // A second `join` while the first still waits for the camera (the console dialed twice)
+    // makes one session, not two: only the newest call goes on past the wait. Two offers
+    // would each get an answer, and the first answer, applied to the second connection,
+    // would keep it from ever connecting.
+    const generation = (this.mediaGeneration = (this.mediaGeneration || 0) + 1);
     let local;
     try {
       local = await this.localStream();
@@ -326,6 +337,7 @@ export class Live {
       this.onError({ code: 'camera', message: t('camera_error', { error: err.message }) });
       return;
     }
+    if (generation !== this.mediaGeneration) return;
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: [] });
     this.hnth.pc = pc;
     this.hnth.sendVideo = true; // the server says otherwise when nobody receives us
@@ -357,6 +369,7 @@ export class Live {
     if (!this.frameMode) this.tile('self', local, true);
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
+    this.offersPending = (this.offersPending || 0) + 1;
     this.send({ type: 'offer', meeting: meeting.id, sdp: offer.sdp });
   }
 

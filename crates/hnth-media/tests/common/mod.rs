@@ -16,6 +16,7 @@ use hnth_media::{
     CloseReason, Conference, Config, LinkStats, MediaError, MeetingId, Output, PeerId, PeerSetup,
     Receives,
 };
+use str0m::media::MediaKind;
 
 pub const SERVER: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 99, 0, 1)), 3478);
@@ -73,6 +74,10 @@ pub enum Event {
     SendVideo(PeerId, bool),
     /// The peer speaks without the floor.
     UnheardSpeech(PeerId),
+    /// Nothing arrives from the peer; its session is kept.
+    Interrupted(PeerId),
+    /// It arrives again.
+    Resumed(PeerId),
 }
 
 struct Datagram {
@@ -97,6 +102,9 @@ pub struct Sim {
     /// When set, server offers are not answered by the sites (held here instead).
     pub hold_offers: bool,
     pub held_offers: Vec<(PeerId, u64, String)>,
+    /// When set, datagrams delivered to the server are copied here (the first
+    /// [`Sim::TAP_LIMIT`]), as material for the fuzz tests.
+    pub tap: Option<Vec<(SocketAddr, Vec<u8>)>>,
 }
 
 impl Sim {
@@ -118,8 +126,12 @@ impl Sim {
             delivered: 0,
             hold_offers: false,
             held_offers: Vec::new(),
+            tap: None,
         }
     }
+
+    /// How many datagrams [`Sim::tap`] keeps.
+    pub const TAP_LIMIT: usize = 2000;
 
     /// Simulated time since the start.
     pub fn elapsed(&self) -> Duration {
@@ -253,6 +265,9 @@ impl Sim {
             let d = self.in_flight.pop_front().expect("checked");
             self.delivered += 1;
             if d.to == SERVER {
+                if let Some(tap) = self.tap.as_mut().filter(|t| t.len() < Self::TAP_LIMIT) {
+                    tap.push((d.from, d.data.clone()));
+                }
                 self.conf.handle_receive(now, d.from, SERVER, &d.data);
             } else if let Some(id) = self.by_addr.get(&d.to) {
                 if let Some(s) = self.sites.get_mut(id) {
@@ -353,6 +368,10 @@ impl Sim {
                     Output::UnheardSpeech { peer } => {
                         self.events.push((now, Event::UnheardSpeech(peer)));
                     }
+                    Output::LinkInterrupted { peer, .. } => {
+                        self.events.push((now, Event::Interrupted(peer)));
+                    }
+                    Output::LinkResumed { peer } => self.events.push((now, Event::Resumed(peer))),
                 }
             }
             if !moved {
@@ -380,6 +399,60 @@ impl Sim {
             Err(e) => s.signaling_errors.push(format!("offer {seq}: {e}")),
         }
     }
+}
+
+/// Frames received so far by `rx` from `tx` (audio and video).
+pub fn frames(sim: &Sim, rx: PeerId, tx: PeerId) -> u64 {
+    let stream = format!("stream-{tx}");
+    [MediaKind::Audio, MediaKind::Video]
+        .iter()
+        .filter_map(|k| sim.site(rx).track(&stream, *k))
+        .map(|t| t.frames)
+        .sum()
+}
+
+/// Media keeps flowing between every pair of `ids` for the next second.
+pub fn assert_still_flowing(sim: &mut Sim, ids: &[PeerId]) {
+    let pairs: Vec<(PeerId, PeerId)> = ids
+        .iter()
+        .flat_map(|a| ids.iter().filter(move |b| *b != a).map(move |b| (*a, *b)))
+        .collect();
+    let before: Vec<u64> = pairs.iter().map(|(rx, tx)| frames(sim, *rx, *tx)).collect();
+    sim.run_for(Duration::from_secs(1));
+    for ((rx, tx), b) in pairs.iter().zip(before) {
+        let a = frames(sim, *rx, *tx);
+        assert!(
+            a >= b + 50,
+            "site {rx} from {tx}: {b} -> {a} frames in a second"
+        );
+    }
+    for id in ids {
+        assert!(
+            sim.closed(*id).is_none(),
+            "site {id} closed: {:?}",
+            sim.closed(*id)
+        );
+    }
+}
+
+/// Sites 1, 2 and 3 in meeting 1, light, connected.
+pub fn three_sites() -> Sim {
+    let mut sim = Sim::new(Config::default());
+    for id in [1, 2, 3] {
+        sim.add_site(id, 1, Sim::light_site(id)).expect("add");
+    }
+    sim.run_for(Duration::from_secs(2));
+    assert!([1, 2, 3].iter().all(|id| sim.connected(*id)));
+    sim
+}
+
+/// The server's ICE ufrag from its answer to `peer`.
+pub fn server_ufrag(sim: &Sim, peer: PeerId) -> String {
+    let sdp = sim.sites[&peer].answer_sdp.as_deref().expect("answer");
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+        .expect("ice-ufrag")
+        .to_string()
 }
 
 /// A small deterministic generator for garbage (xorshift64*).

@@ -82,6 +82,15 @@ pub enum MediaEvent {
         peer: PeerId,
         reason: CloseReason,
     },
+    /// Nothing arrives from the peer any more (for `silent_for`); its session is kept.
+    Interrupted {
+        peer: PeerId,
+        silent_for: Duration,
+    },
+    /// The interrupted peer's datagrams arrive again.
+    Resumed {
+        peer: PeerId,
+    },
     Stats(LinkStats),
     /// Pause (`on: false`) or resume the peer's video: nobody receives it.
     SendVideo {
@@ -423,6 +432,10 @@ fn flush(
             Output::Offer { peer, seq, sdp } => MediaEvent::Offer { peer, seq, sdp },
             Output::Connected { peer } => MediaEvent::Connected { peer },
             Output::PeerClosed { peer, reason } => MediaEvent::Closed { peer, reason },
+            Output::LinkInterrupted { peer, silent_for } => {
+                MediaEvent::Interrupted { peer, silent_for }
+            }
+            Output::LinkResumed { peer } => MediaEvent::Resumed { peer },
             Output::Stats(s) => MediaEvent::Stats(s),
             Output::SendVideo { peer, on } => MediaEvent::SendVideo { peer, on },
             Output::UnheardSpeech { peer } => MediaEvent::UnheardSpeech { peer },

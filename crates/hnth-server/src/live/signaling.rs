@@ -143,6 +143,8 @@ struct PeerInfo {
     stream: String,
     kind: PeerKind,
     connected: bool,
+    /// Nothing arrives from it any more (its line is cut); its session is kept.
+    interrupted: bool,
 }
 
 #[derive(Default)]
@@ -1141,6 +1143,7 @@ impl Hub {
                 stream: stream.clone(),
                 kind,
                 connected: false,
+                interrupted: false,
             },
         );
         g.conn_peer.insert(conn, peer);
@@ -1209,6 +1212,42 @@ impl Hub {
                 let (meeting, site, kind) = (p.meeting, p.site_id, p.kind);
                 if let (Some(site), PeerKind::Site | PeerKind::Control) = (site, kind) {
                     site_connection(&mut g, &out, meeting, site, true, now);
+                }
+                broadcast_consoles(&g, sites_msg(&g));
+            }
+            // A cut line (C2): the session and the site's place in the meeting are kept, so that
+            // the site is back the moment its line is; the record keeps the interruption's
+            // times (its connection ends when the silence began and starts again on resuming).
+            MediaEvent::Interrupted { peer, silent_for } => {
+                let Some(p) = g.peers.get_mut(&peer) else {
+                    return;
+                };
+                p.interrupted = true;
+                tracing::warn!(peer, name = %p.name, silent_ms = silent_for.as_millis() as u64, "media interrupted");
+                if let (Some(site), PeerKind::Site | PeerKind::Control) = (p.site_id, p.kind) {
+                    let since = now - chrono::Duration::from_std(silent_for).unwrap_or_default();
+                    let _ = out.rec.send(Record::Connection {
+                        meeting: p.meeting,
+                        site,
+                        connected: false,
+                        at: since.timestamp(),
+                    });
+                }
+                broadcast_consoles(&g, sites_msg(&g));
+            }
+            MediaEvent::Resumed { peer } => {
+                let Some(p) = g.peers.get_mut(&peer) else {
+                    return;
+                };
+                p.interrupted = false;
+                tracing::info!(peer, name = %p.name, "media resumed");
+                if let (Some(site), PeerKind::Site | PeerKind::Control) = (p.site_id, p.kind) {
+                    let _ = out.rec.send(Record::Connection {
+                        meeting: p.meeting,
+                        site,
+                        connected: true,
+                        at: now.timestamp(),
+                    });
                 }
                 broadcast_consoles(&g, sites_msg(&g));
             }
@@ -1861,7 +1900,11 @@ fn sites_msg(g: &Inner) -> String {
         .map(|s| {
             let online = g.site_conn.contains_key(&s.id);
             let meeting = g.meetings.values().find(|m| m.has_site(s.id)).map(|m| m.id);
-            let media = g.peers.values().find(|p| p.site_id == Some(s.id)).map(|p| if p.connected { "connected" } else { "connecting" });
+            let media = g.peers.values().find(|p| p.site_id == Some(s.id)).map(|p| match (p.connected, p.interrupted) {
+                (true, false) => "connected",
+                (true, true) => "interrupted",
+                _ => "connecting",
+            });
             let presence = match (online, meeting) {
                 (false, _) => "offline",
                 (true, Some(_)) => "in_meeting",
