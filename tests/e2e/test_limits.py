@@ -12,6 +12,7 @@ import pytest
 
 from e2e_util import wait_for
 from proto_util import (
+    api_login,
     assert_api_error,
     csrf_of,
     error_text,
@@ -137,3 +138,44 @@ def test_the_live_pages_and_the_letter_run_under_the_policy(server, browser_fact
     console.click("#print-letter")
     wait_for(lambda: console.js("return window.__printed === true"), 10, "the letter's print button to call print()")
     assert csp_reports(console) == [], csp_reports(console)
+
+
+def test_a_signaling_connection_ends_with_its_session(inside_netns):
+    """An operator's open WebSocket does not outlive its session: once an administrator disables
+    the account, the server closes it (4401) within a ping (10 s), and a new one is refused."""
+    import struct
+
+    import websocket
+
+    from proto_util import add_accounts, browser_session, own_server, Ws
+
+    with own_server("session-end", PASSWORD) as s:
+        add_accounts(s, [("dh-tam-thoi", "operator", None, None)])
+        token = api_login(s.base, "dh-tam-thoi", PASSWORD)["token"]
+        ws = Ws.open(s.base, token, "operator")
+        ws.expect_type("welcome")
+        admin = browser_session(s.base, "quantri", PASSWORD)
+        acc = s.query("SELECT id FROM accounts WHERE username = 'dh-tam-thoi'")[0][0]
+        csrf = csrf_of(admin.get(s.base + "/admin/accounts", timeout=10).text)
+        r = admin.post(f"{s.base}/admin/accounts/{acc}/disable", data={"csrf": csrf}, timeout=10,
+                       allow_redirects=False)
+        assert r.status_code == 303, r.status_code
+        closed = {}
+
+        def close_frame():
+            ws.conn.settimeout(1.0)
+            try:
+                opcode, data = ws.conn.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                return False
+            except websocket.WebSocketConnectionClosedException:
+                closed["code"] = None
+                return True
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                closed["code"] = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
+                return True
+            return False
+
+        wait_for(close_frame, 25, "the disabled operator's WebSocket closed by the server")
+        assert closed["code"] == 4401, closed
+        assert ws_status(s.base, header=[f"Authorization: Bearer {token}"]) == 401

@@ -35,6 +35,21 @@ pub fn lock_data(data_dir: &Path) -> anyhow::Result<DataLock> {
     Ok(DataLock(f))
 }
 
+/// Writes a secret (the TLS key, the demo password) readable by its owner only from the
+/// first byte: created with mode 0600, not chmod-ed after it was written.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
+}
+
 /// `hnth backup --to DIR|FILE [--keep N]`: a consistent copy of the database, made while the
 /// server runs; into a folder it is named `hnth-YYYYMMDD-HHMMSS.db` (UTC) and, with `keep`,
 /// only the newest `keep` copies of that folder are kept.

@@ -334,12 +334,7 @@ pub fn password(data_dir: &Path, given: Option<&str>) -> anyhow::Result<String> 
     }
     std::fs::create_dir_all(data_dir)?;
     let p = format!("demo-{}", &accounts::random_token()[..10]);
-    std::fs::write(&file, &p)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
-    }
+    crate::admin::write_private(&file, p.as_bytes())?;
     Ok(p)
 }
 

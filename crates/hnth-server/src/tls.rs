@@ -44,12 +44,7 @@ pub async fn load(s: &Settings) -> anyhow::Result<Option<Tls>> {
                 let c = rcgen::generate_simple_self_signed(names)?;
                 std::fs::create_dir_all(dir)?;
                 std::fs::write(&cert, c.cert.pem())?;
-                std::fs::write(&key, c.key_pair.serialize_pem())?;
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
-                }
+                crate::admin::write_private(&key, c.key_pair.serialize_pem().as_bytes())?;
             }
             let g = cert.clone();
             (cert, key, Some(g))

@@ -307,8 +307,9 @@ impl Hub {
         }
     }
 
-    /// Serve one WebSocket until it closes.
-    pub async fn serve(self: Arc<Hub>, socket: WebSocket, user: CurrentUser) {
+    /// Serve one WebSocket until it closes, or until its session ends (logout, expiry, the
+    /// account disabled or its password reset: checked at every ping, so within 10 s).
+    pub async fn serve(self: Arc<Hub>, socket: WebSocket, user: CurrentUser, token: String) {
         let (tx, mut rx) = unbounded_channel::<String>();
         let conn = self.register(user.account.clone(), tx);
         let (mut sink, mut stream) = socket.split();
@@ -351,6 +352,12 @@ impl Hub {
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > Duration::from_secs(30) { break; }
+                    if let Ok(None) = crate::services::accounts::session(&self.db, &token).await {
+                        tracing::info!(user = %user.account.username, "signaling closed: the session ended");
+                        let frame = CloseFrame { code: 4401, reason: "session ended; log in again".into() };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        break;
+                    }
                     if sink.send(Message::Ping(Vec::new().into())).await.is_err() { break; }
                 }
             }

@@ -494,7 +494,7 @@ pub async fn reset_password(
             actor: tool,
             action: "reset_password",
             entity: "account",
-            entity_id: username.to_string(),
+            entity_id: id.to_string(),
             before: None,
             after: None,
         },

@@ -11,7 +11,9 @@ use crate::web::{AppError, AppState, Lang};
 
 pub const SESSION_COOKIE: &str = "hnth_session";
 
-/// The session token of a request: the cookie, or `Authorization: Bearer`, or `?token=`.
+/// The session token of a request: the cookie, or `Authorization: Bearer`, or `?token=` on the
+/// WebSocket only (for clients that cannot set its headers; anywhere else a token in the URL
+/// would end up in browser histories and proxy logs).
 /// Returns whether it came from the cookie (then CSRF and Origin checks apply).
 pub fn request_token(parts: &Parts) -> Option<(String, bool)> {
     if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
@@ -19,7 +21,7 @@ pub fn request_token(parts: &Parts) -> Option<(String, bool)> {
             return Some((t.trim().to_string(), false));
         }
     }
-    if let Some(q) = parts.uri.query() {
+    if let Some(q) = parts.uri.query().filter(|_| parts.uri.path() == "/ws") {
         for pair in q.split('&') {
             if let Some(t) = pair.strip_prefix("token=") {
                 return Some((t.to_string(), false));

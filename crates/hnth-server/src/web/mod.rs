@@ -584,6 +584,8 @@ async fn ws(State(st): State<AppState>, parts: Parts, upgrade: WebSocketUpgrade)
             &user.account.username,
             too_many,
         );
+        metrics::counter!(crate::telemetry::RATE_LIMITED, "limit" => too_many.by.noun())
+            .increment(1);
         let mut res = (
             StatusCode::TOO_MANY_REQUESTS,
             format!(
@@ -602,7 +604,7 @@ async fn ws(State(st): State<AppState>, parts: Parts, upgrade: WebSocketUpgrade)
     upgrade
         .max_frame_size(crate::live::signaling::TRANSPORT_CAP)
         .max_message_size(crate::live::signaling::TRANSPORT_CAP)
-        .on_upgrade(move |socket| hub.serve(socket, user))
+        .on_upgrade(move |socket| hub.serve(socket, user, token))
 }
 
 fn login_result<T>(r: &Result<T, LoginError>) -> &'static str {
