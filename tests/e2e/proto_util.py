@@ -60,6 +60,8 @@ class OwnServer:
     _log: Any = None
     # More `hnth demo` options, appended to every start (e.g. ["--smtp", "127.0.0.1:2525"]).
     extra_args: list[str] = field(default_factory=list)
+    # The media address announced to sites (a relay's, to put loss and delay in their path).
+    announce: str = NETNS_ADDR
 
     @classmethod
     def fresh(cls, prefix: str, password: str, extra_args: list[str] | None = None) -> "OwnServer":
@@ -95,7 +97,7 @@ class OwnServer:
             extra += ["--config", path]
         cmd = [binary(), "demo", "--data-dir", self.data_dir,
                "--http", f"127.0.0.1:{self.http_port}", "--udp", f"{NETNS_ADDR}:{self.udp_port}",
-               "--announce", NETNS_ADDR, "--tls", "off", "--demo-password", self.password, *extra]
+               "--announce", self.announce, "--tls", "off", "--demo-password", self.password, *extra]
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         self._log = open(self.log_path, "ab")
