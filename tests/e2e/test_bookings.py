@@ -1754,3 +1754,36 @@ def test_the_control_center_runs_meetings_up_to_its_capacity(srv, ids, org):
     text = rules_error(r.text) or ""
     assert r.status_code == 422 and "Huyện Vĩnh Lợi" in text, f"shared district: HTTP {r.status_code} {text!r}"
     assert counts(srv) == before
+
+
+def test_notices_queued_before_a_crash_are_sent_once_after_it(inside_netns, mailbox):
+    """The outbox across `kill -9` (issue: nothing lost): notices queued with the approval (in its
+    transaction) while no SMTP server is set survive the crash, and the next start sends each
+    exactly once, each under its own Message-ID (the same on any retry)."""
+    s = _new_server("bookings-crash").start()
+    try:
+        org = browser_session(s.base, "so-tttt", PASSWORD)
+        op = browser_session(s.base, "dieuhanh", PASSWORD)
+        sid = {code: i for i, code in s.query("SELECT id, code FROM sites")}
+        title = "Họp trước khi máy chủ hỏng"
+        bid = register(org, s.base, title=title, d=day(8), start="08:00", end="09:00",
+                       host=sid["tinh-uy"], sites=[sid["vinh-loi"]])
+        assert step(op, s.base, bid, "approve").status_code == 303
+        queued = s.query("SELECT id FROM notices WHERE booking_id = ? AND sent_at IS NULL "
+                         "AND due_at <= strftime('%s','now')", bid)
+        assert queued, "the approval queued no notice due now"
+        s.proc.kill()  # SIGKILL: no shutdown of any kind
+        s.proc.wait(timeout=10)
+        s.extra_args = ["--smtp", f"127.0.0.1:{mailbox.port}"]
+        s.start()
+        ids = {n for (n,) in queued}
+        wait_for(lambda: not s.query("SELECT id FROM notices WHERE booking_id = ? AND sent_at IS NULL "
+                                     "AND due_at <= strftime('%s','now')", bid),
+                 T_MAIL, "every due notice sent after the restart", detail=mailbox.describe)
+        # (The mailbox is the module's: this server's mails are those about this booking.)
+        sent = [m for m in mailbox.all() if str(m.msg["Message-ID"] or "").startswith("<hnth-notice-")
+                and title in (m.subject + m.msg.get_body(preferencelist=("plain",)).get_content())]
+        got = sorted(int(str(m.msg["Message-ID"]).split("-")[2].split("@")[0]) for m in sent)
+        assert got == sorted(ids), (got, sorted(ids), mailbox.describe())
+    finally:
+        s.stop()

@@ -253,9 +253,17 @@ async fn send_due(
     Ok(())
 }
 
+fn notice_message_id(id: i64, from: &Mailbox) -> String {
+    format!("<hnth-notice-{id}@{}>", from.email.domain())
+}
+
 async fn build(db: &Db, from: &Mailbox, n: &notices::Due) -> anyhow::Result<Message> {
     let to = Mailbox::new(Some(n.to_name.clone()), n.to_addr.parse()?);
+    // One Message-ID per notice, whichever try sends it: a notice sent again after a crash
+    // between the SMTP server's "accepted" and the outbox's "sent" (at least once, never lost)
+    // is recognisably the same message, which mail clients show once.
     let builder = Message::builder()
+        .message_id(Some(notice_message_id(n.id, from)))
         .from(from.clone())
         .to(to)
         .subject(n.subject.clone());
