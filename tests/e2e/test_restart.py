@@ -108,11 +108,15 @@ def test_a_killed_server_brings_its_meeting_back_with_its_course(inside_netns):
 
         # The crash: nothing runs at the server's end, nothing is told.
         srv.proc.kill()
+        killed = time.time()
         srv.proc.wait(timeout=10)
         console.conn.close()
         for s in sites.values():
             s.stop()
         assert srv.query("SELECT closed_at FROM meetings WHERE id = ?", meeting) == [(None,)]
+        # The outage lasts 8 s: longer than the server's heartbeat (5 s), so that the record can
+        # tell the crash's time from the restart's.
+        wait_for(lambda: time.time() - killed >= 8, 12, "8 s of outage")
 
         srv.start()  # same data, new ports
         up = time.monotonic()
@@ -128,6 +132,14 @@ def test_a_killed_server_brings_its_meeting_back_with_its_course(inside_netns):
                  "B hears A again: A still holds the floor", detail=lambda: snap(sites[B])["streams"])
         wait_for(lambda: snap(sites[A])["streams"].get(f"site-{idb}", {}).get("video_frames", 0) > 0, T,
                  "A decodes B's picture again", detail=lambda: snap(sites[A])["streams"])
+        # The interruption is on record from the crash (the last heartbeat, at most 5 s before
+        # it), not from the restart: each site's connection ended then and began again after.
+        for site in (ida, idb):
+            rows = srv.query("SELECT connected_at, disconnected_at FROM meeting_sites WHERE meeting_id = ? "
+                             "AND site_id = ? ORDER BY rowid", meeting, site)
+            ended = [r[1] for r in rows if r[1] is not None]
+            assert ended and killed - 6 <= ended[0] <= killed + 1, (killed, rows)
+            assert rows[-1][1] is None and rows[-1][0] >= killed + 7, (killed, rows)
         heard = time.monotonic() - up
         print(f"\nafter the restart: both sites in the meeting with media connected {back:.2f} s after the "
               f"server was up; B heard A (the floor as before) after {heard:.2f} s")

@@ -359,7 +359,28 @@ async fn serve(
         .collect();
 
     // The meetings the last run left open come back (their sites rejoin as they reconnect).
-    let restored = services::meetings::restore(&db, chrono::Utc::now()).await?;
+    let restart = services::meetings::restore(&db, chrono::Utc::now()).await?;
+    let run = restart.run;
+    if !restart.meetings.is_empty() {
+        tracing::info!(
+            meetings = restart.meetings.len(),
+            last_run_end = restart.last_run_end,
+            "meetings of the last run come back; its connections were recorded as ended when it stopped"
+        );
+    }
+    // The server's sign of life, so that after a crash the next start knows when it stopped.
+    {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(services::meetings::HEARTBEAT);
+            loop {
+                every.tick().await;
+                if let Err(e) = services::meetings::alive(&db, run, chrono::Utc::now()).await {
+                    tracing::warn!("writing the server's sign of life: {e}");
+                }
+            }
+        });
+    }
     let outbox: services::mail::Outbox = Default::default();
     let hub = live::signaling::Hub::new(
         db.clone(),
@@ -372,7 +393,7 @@ async fn serve(
         },
     )
     .await?;
-    hub.restore(restored, chrono::Utc::now());
+    hub.restore(restart.meetings, chrono::Utc::now());
     // Told when the server stops (below).
     let stopping_hub = hub.clone();
     let h = hub.clone();
@@ -502,7 +523,7 @@ async fn serve(
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
         tracing::info!("shutting down");
-        stopping_hub.stopping(chrono::Utc::now()).await;
+        stopping_hub.stopping(run, chrono::Utc::now()).await;
         h.graceful_shutdown(Some(Duration::from_secs(2)));
     });
     // Signaling is many small messages (offers, answers, joins): TCP_NODELAY, so that none

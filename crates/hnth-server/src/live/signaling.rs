@@ -735,7 +735,7 @@ impl Hub {
     /// The server is stopping: every page is told (its meetings come back at the next start,
     /// and the pages reconnect by themselves), and the sites' connections are recorded as ended
     /// now.
-    pub async fn stopping(&self, now: DateTime<Utc>) {
+    pub async fn stopping(&self, run: i64, now: DateTime<Utc>) {
         let open = {
             let g = self.lock();
             let msg = json!({"type": "server_stopping"}).to_string();
@@ -748,7 +748,7 @@ impl Hub {
             meetings = open,
             "stopping: pages told, connections recorded as ended"
         );
-        if let Err(e) = meetings::stopping(&self.db, now).await {
+        if let Err(e) = meetings::stopping(&self.db, run, now).await {
             tracing::error!("recording the stop's time: {e}");
         }
     }

@@ -120,10 +120,11 @@ pub async fn open_booking(
 /// The server stops (SIGTERM, Ctrl-C): every site connection still open ends at `now`, the
 /// interruption recorded with the stop's time; the meetings stay open, to come back at the next
 /// start ([`restore`]).
-pub async fn stopping(db: &Db, now: DateTime<Utc>) -> Result<(), store::Error> {
+pub async fn stopping(db: &Db, run: i64, now: DateTime<Utc>) -> Result<(), store::Error> {
     let mut tx = store::begin_write(db).await?;
     store::meetings::end_connections(&mut tx, now.timestamp()).await?;
-    tx.commit().await
+    tx.commit().await?;
+    store::meetings::run_alive(db, run, now.timestamp(), true).await
 }
 
 /// A meeting the server was running when it stopped, to be live again.
@@ -141,9 +142,14 @@ pub struct Restored {
 /// ended is not known). A meeting that cannot come back (kept from before bookings opened
 /// meetings, without a readable state, or its booking over for more than [`OPEN_LATE`]) is
 /// closed at `now`. One transaction.
-pub async fn restore(db: &Db, now: DateTime<Utc>) -> Result<Vec<Restored>, store::Error> {
+pub async fn restore(db: &Db, now: DateTime<Utc>) -> Result<Restart, store::Error> {
     let mut tx = store::begin_write(db).await?;
-    let at = now.timestamp();
+    // The last run ended at its stop, or (a crash) at its last sign of life: its connections
+    // end then, and what cannot come back is closed then, so that the record shows the
+    // interruption as it was, not the restart.
+    let at = store::meetings::last_run_end(&mut tx)
+        .await?
+        .map_or(now.timestamp(), |t| t.min(now.timestamp()));
     store::meetings::end_connections(&mut tx, at).await?;
     let mut restored = Vec::new();
     for m in store::meetings::open(&mut tx).await? {
@@ -171,8 +177,30 @@ pub async fn restore(db: &Db, now: DateTime<Utc>) -> Result<Vec<Restored>, store
             }
         }
     }
+    let run = store::meetings::start_run(&mut tx, now.timestamp()).await?;
     tx.commit().await?;
-    Ok(restored)
+    Ok(Restart {
+        meetings: restored,
+        run,
+        last_run_end: at,
+    })
+}
+
+/// What a start finds of the last run, and the new run's id.
+#[derive(Debug)]
+pub struct Restart {
+    pub meetings: Vec<Restored>,
+    pub run: i64,
+    /// When the last run's connections were recorded as ended.
+    pub last_run_end: i64,
+}
+
+/// How often the running server writes its sign of life: a crash's time is known to this much.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The server is alive at `now` (every [`HEARTBEAT`]).
+pub async fn alive(db: &Db, run: i64, now: DateTime<Utc>) -> Result<(), store::Error> {
+    store::meetings::run_alive(db, run, now.timestamp(), false).await
 }
 
 /// An emergency meeting opened at once from the console (B5, Art. 5.3): registered as an
@@ -576,11 +604,24 @@ mod tests {
                 .await
                 .unwrap();
         }
-        site_connection(&db, kept.id, 3, true, now.timestamp())
+        site_connection(&db, kept.id, 3, true, now.timestamp() - 60)
             .await
             .unwrap();
 
-        let back = restore(&db, now).await.unwrap();
+        // The run before: started an hour ago, last alive 20 s before `now` (then it crashed).
+        let mut tx = store::begin_write(&db).await.unwrap();
+        let before = store::meetings::start_run(&mut tx, now.timestamp() - 3600)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        alive(&db, before, now - TimeDelta::seconds(20))
+            .await
+            .unwrap();
+
+        let restart = restore(&db, now).await.unwrap();
+        assert_eq!(restart.last_run_end, now.timestamp() - 20);
+        assert!(restart.run > before);
+        let back = restart.meetings;
         assert_eq!(back.iter().map(|r| r.id).collect::<Vec<_>>(), vec![kept.id]);
         let r = &back[0];
         assert_eq!(r.booking.id, kept.booking.id);
@@ -593,9 +634,10 @@ mod tests {
             let m = store::meetings::get(&db, o.id).await.unwrap().unwrap();
             assert_eq!(m.closed_at.is_none(), open, "{}", o.booking.title);
         }
+        // The connection ended at the crash (the last sign of life), not at the restart.
         let att = store::meetings::attendance(&db, kept.id).await.unwrap();
         assert_eq!(att.len(), 1);
-        assert_eq!(att[0].disconnected_at, Some(now.timestamp()));
+        assert_eq!(att[0].disconnected_at, Some(now.timestamp() - 20));
     }
 
     #[tokio::test]

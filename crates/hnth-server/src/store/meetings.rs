@@ -4,7 +4,7 @@
 
 use sqlx::{Row, SqlitePool};
 
-use crate::store::{Error, Tx};
+use crate::store::{Db, Error, Tx};
 
 /// One meeting as kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,10 +270,46 @@ pub async fn site_disconnected(
 /// Every site connection still recorded as open ends at `at` (the server stopped: nobody is
 /// connected until they connect again).
 pub async fn end_connections(tx: &mut Tx<'_>, at: i64) -> Result<(), Error> {
-    sqlx::query("UPDATE meeting_sites SET disconnected_at = ? WHERE disconnected_at IS NULL")
+    // (A connection begun after the last sign of life before a crash ends as it began.)
+    sqlx::query(
+        "UPDATE meeting_sites SET disconnected_at = MAX(connected_at, ?) WHERE disconnected_at IS NULL",
+    )
         .bind(at)
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// When the last run of the server ended: its stop, or its last sign of life after a crash.
+pub async fn last_run_end(tx: &mut Tx<'_>) -> Result<Option<i64>, Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(stopped_at, alive_at) FROM server_runs ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// A new run of the server begins at `at`; its id.
+pub async fn start_run(tx: &mut Tx<'_>, at: i64) -> Result<i64, Error> {
+    sqlx::query_scalar("INSERT INTO server_runs (started_at, alive_at) VALUES (?, ?) RETURNING id")
+        .bind(at)
+        .bind(at)
+        .fetch_one(&mut **tx)
+        .await
+}
+
+/// The run `run` is alive at `at` (`stopped`: and stops now).
+pub async fn run_alive(db: &Db, run: i64, at: i64, stopped: bool) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE server_runs SET alive_at = ?, stopped_at = CASE WHEN ? THEN ? ELSE stopped_at END \
+         WHERE id = ?",
+    )
+    .bind(at)
+    .bind(stopped)
+    .bind(at)
+    .bind(run)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
