@@ -1030,7 +1030,10 @@ def test_letter_only_for_an_approved_booking_in_administrative_style(srv, ids, o
                  "Công văn số 77/STTTT-VP ngày 20/11/2026", f"đăng ký họp số {bid}",
                  "Quy chế ban hành kèm theo Quyết định số 561/QĐ-UBND ngày 15/4/2014 của Chủ tịch UBND tỉnh Bạc Liêu"]:
         assert want in text, f"the letter lacks {want!r}:\n{text[:3000]}"
-    assert "@media print" in r.text and "size: A4" in r.text, "the letter has no print styles for A4"
+    # Its print styles for A4, in the stylesheet it links (the pages' CSP allows no inline style).
+    assert '<link rel="stylesheet" href="/static/letter.css">' in r.text
+    css = op.get(f"{srv.base}/static/letter.css", timeout=10).text
+    assert "@media print" in css and "size: A4" in css, "the letter has no print styles for A4"
 
     # Same view permission as the booking: a site of the meeting yes, another site no, no session no.
     assert browser_session(srv.base, "dc-hong-dan", PASSWORD).get(
