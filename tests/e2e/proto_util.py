@@ -85,10 +85,13 @@ class OwnServer:
         except OSError as exc:
             return f"(cannot read {self.log_path}: {exc})"
 
-    def start(self) -> "OwnServer":
+    def start(self, same_ports: bool = False) -> "OwnServer":
+        """Start (again): on new free ports, or on the last run's (`same_ports`: open pages
+        reconnect to the server they knew, as after a restart of the box)."""
         assert self.proc is None or self.proc.poll() is not None, "server already running"
-        self.http_port = free_port(socket.SOCK_STREAM, "127.0.0.1")
-        self.udp_port = free_port(socket.SOCK_DGRAM, NETNS_ADDR)
+        if not (same_ports and self.http_port):
+            self.http_port = free_port(socket.SOCK_STREAM, "127.0.0.1")
+            self.udp_port = free_port(socket.SOCK_DGRAM, NETNS_ADDR)
         extra = list(self.extra_args)
         if "--config" not in extra:
             path = os.path.join(self.data_dir, "hnth-harness.toml")

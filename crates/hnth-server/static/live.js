@@ -222,8 +222,10 @@ export class Live {
     ws.onclose = () => {
       this.onConnection(false);
       this.stopMedia();
-      setTimeout(() => this.connect(), this.retry);
-      this.retry = Math.min(this.retry * 2, 5000);
+      // Backoff with jitter: after a restart every site of the province reconnects, spread
+      // over the interval rather than all at the same instant.
+      setTimeout(() => this.connect(), this.retry / 2 + Math.random() * (this.retry / 2));
+      this.retry = Math.min(this.retry * 2, 4000);
     };
   }
 
