@@ -46,6 +46,8 @@
 pub mod clip;
 mod conference;
 mod demux;
+#[cfg(test)]
+mod fuzz;
 mod gate;
 mod layer;
 mod peer;

@@ -37,8 +37,11 @@ impl Rewrite {
         };
         self.ts_offset = match self.last {
             Some((_, ts, at)) => {
-                let clock = if pkt.video { 90 } else { 48 };
-                let gap = (now.saturating_duration_since(at).as_millis() as u32 * clock).max(1);
+                let clock: u64 = if pkt.video { 90 } else { 48 };
+                // RTP time wraps: the gap counts modulo 2^32 (a video layer paused for 13 hours
+                // is past 2^32 ticks of 90 kHz).
+                let ms = now.saturating_duration_since(at).as_millis() as u64;
+                let gap = (ms.wrapping_mul(clock) as u32).max(1);
                 ts.wrapping_add(gap).wrapping_sub(pkt.ts)
             }
             None => 0,
@@ -176,6 +179,25 @@ mod tests {
             .write(now, 111.into(), &packet(false, 3 * 65536 + 18, 1960, None))
             .is_some());
         assert_eq!(out_seq(&r), 18);
+    }
+
+    /// Found by `fuzz::fuzz_rewrite_sequences`: a switch after more than 2^32 ticks (13.3 hours
+    /// of a paused video layer) overflowed the timestamp gap: a panic in debug builds.
+    #[test]
+    fn a_switch_after_hours_of_silence_wraps_the_timestamp() {
+        let t0 = Instant::now();
+        let mut r = Rewrite::default();
+        let first = packet(true, 10, 1000, Some((5, 1, true)));
+        r.rebase(t0, &first);
+        assert!(r.write(t0, 96.into(), &first).is_some());
+        let hours = Duration::from_secs(14 * 3600);
+        let later = packet(true, 90_000, 77, Some((900, 9, true)));
+        r.rebase(t0 + hours, &later);
+        assert!(r.write(t0 + hours, 96.into(), &later).is_some());
+        let (seq, ts, _) = r.last.unwrap();
+        assert_eq!(seq, 11);
+        let gap = (hours.as_millis() as u64 * 90) as u32;
+        assert_eq!(ts, 1000u32.wrapping_add(gap));
     }
 
     #[test]

@@ -405,6 +405,35 @@ pub struct SentCounters {
     pub write_errors: u64,
 }
 
+/// How many inputs each fuzz test (`fuzz_*`) tries: `HNTH_FUZZ_CASES`, else `default` (small,
+/// so that `cargo test` stays quick). `scripts/fuzz-long.sh` sets it high.
+pub fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("HNTH_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// A STUN binding request (RFC 8489) with these attributes (type, value), each padded to four
+/// bytes, and the message length given in the header (`None`: the true one). Nothing signs it.
+pub fn stun_request(attrs: &[(u16, &[u8])], declared_len: Option<u16>) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (typ, value) in attrs {
+        body.extend(typ.to_be_bytes());
+        body.extend((value.len() as u16).to_be_bytes());
+        body.extend(*value);
+        while body.len() % 4 != 0 {
+            body.push(0);
+        }
+    }
+    let mut msg = vec![0x00, 0x01];
+    msg.extend(declared_len.unwrap_or(body.len() as u16).to_be_bytes());
+    msg.extend([0x21, 0x12, 0xa4, 0x42]);
+    msg.extend([9u8; 12]);
+    msg.extend(body);
+    msg
+}
+
 /// A synthetic site: a str0m client peer that offers sendonly Opus + VP8 simulcast, answers
 /// the server's renegotiation offers and counts what it receives per remote track.
 pub struct SyntheticSite {
@@ -666,6 +695,59 @@ impl SyntheticSite {
 
     pub fn sent(&self) -> &SentCounters {
         &self.sent
+    }
+
+    /// Write `frame` as it is: on the audio track with `audio_level` (-dBov; -127 is digital
+    /// silence), or on simulcast layer `layer` of the video track (str0m packetizes it as VP8,
+    /// whatever it holds). A misbehaving site, for the fuzz tests: the payload passes SRTP and
+    /// reaches the server's forwarding. False if str0m refused it.
+    pub fn write_raw(
+        &mut self,
+        now: Instant,
+        video: bool,
+        layer: usize,
+        frame: Vec<u8>,
+        audio_level: i8,
+    ) -> bool {
+        let written = if video {
+            let Some(mid) = self.video_mid else {
+                return false;
+            };
+            let seq = self.sent.video_frames;
+            self.sent.video_frames += 1;
+            let time = MediaTime::new(seq * 3000, Frequency::NINETY_KHZ);
+            let rid = (self.config.layers.len() > 1)
+                .then(|| self.config.layers.get(layer % self.config.layers.len()))
+                .flatten()
+                .map(|l| Rid::from(l.rid.as_str()));
+            let pt = self.payload_type(mid, Codec::Vp8);
+            match (pt, self.rtc.writer(mid)) {
+                (Some(pt), Some(mut w)) => {
+                    if let Some(rid) = rid {
+                        w = w.rid(rid);
+                    }
+                    w.write(pt, now, time, frame).is_ok()
+                }
+                _ => false,
+            }
+        } else {
+            let Some(mid) = self.audio_mid else {
+                return false;
+            };
+            let seq = self.sent.audio_packets;
+            self.sent.audio_packets += 1;
+            let time = MediaTime::new(seq * 960, Frequency::FORTY_EIGHT_KHZ);
+            let pt = self.payload_type(mid, Codec::Opus);
+            match (pt, self.rtc.writer(mid)) {
+                (Some(pt), Some(w)) => w
+                    .audio_level(audio_level, audio_level > -127)
+                    .write(pt, now, time, frame)
+                    .is_ok(),
+                _ => false,
+            }
+        };
+        self.drive(now);
+        written
     }
 
     fn send_due(&mut self, now: Instant) {

@@ -5,77 +5,13 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Rng, Sim};
-use hnth_media::{Config, MediaError, PeerId};
-use str0m::media::MediaKind;
-
-/// Frames received so far by `rx` from `tx` (audio and video).
-fn frames(sim: &Sim, rx: PeerId, tx: PeerId) -> u64 {
-    let stream = format!("stream-{tx}");
-    [MediaKind::Audio, MediaKind::Video]
-        .iter()
-        .filter_map(|k| sim.site(rx).track(&stream, *k))
-        .map(|t| t.frames)
-        .sum()
-}
-
-/// Media keeps flowing between every pair of `ids` for the next second.
-fn assert_still_flowing(sim: &mut Sim, ids: &[PeerId]) {
-    let pairs: Vec<(PeerId, PeerId)> = ids
-        .iter()
-        .flat_map(|a| ids.iter().filter(move |b| *b != a).map(move |b| (*a, *b)))
-        .collect();
-    let before: Vec<u64> = pairs.iter().map(|(rx, tx)| frames(sim, *rx, *tx)).collect();
-    sim.run_for(Duration::from_secs(1));
-    for ((rx, tx), b) in pairs.iter().zip(before) {
-        let a = frames(sim, *rx, *tx);
-        assert!(
-            a >= b + 50,
-            "site {rx} from {tx}: {b} -> {a} frames in a second"
-        );
-    }
-    for id in ids {
-        assert!(
-            sim.closed(*id).is_none(),
-            "site {id} closed: {:?}",
-            sim.closed(*id)
-        );
-    }
-}
-
-fn three_sites() -> Sim {
-    let mut sim = Sim::new(Config::default());
-    for id in [1, 2, 3] {
-        sim.add_site(id, 1, Sim::light_site(id)).expect("add");
-    }
-    sim.run_for(Duration::from_secs(2));
-    assert!([1, 2, 3].iter().all(|id| sim.connected(*id)));
-    sim
-}
-
-/// The server's ICE ufrag from its answer to `peer`.
-fn server_ufrag(sim: &Sim, peer: PeerId) -> String {
-    let sdp = sim.sites[&peer].answer_sdp.as_deref().expect("answer");
-    sdp.lines()
-        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
-        .expect("ice-ufrag")
-        .to_string()
-}
+use common::{assert_still_flowing, server_ufrag, three_sites, Rng, Sim};
+use hnth_media::testing::stun_request;
+use hnth_media::MediaError;
 
 fn stun_binding(username: &str) -> Vec<u8> {
-    let mut attrs = vec![0x00, 0x06];
-    attrs.extend((username.len() as u16).to_be_bytes());
-    attrs.extend(username.as_bytes());
-    while attrs.len() % 4 != 0 {
-        attrs.push(0);
-    }
     // MESSAGE-INTEGRITY and FINGERPRINT are missing: it can never authenticate.
-    let mut msg = vec![0x00, 0x01];
-    msg.extend((attrs.len() as u16).to_be_bytes());
-    msg.extend([0x21, 0x12, 0xa4, 0x42]);
-    msg.extend([9u8; 12]);
-    msg.extend(attrs);
-    msg
+    stun_request(&[(0x0006, username.as_bytes())], None)
 }
 
 #[test]

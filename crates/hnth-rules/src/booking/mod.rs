@@ -162,7 +162,17 @@ pub fn default_preparation_start(
     official_start: DateTime<Utc>,
     settings: &Settings,
 ) -> DateTime<Utc> {
-    official_start - settings.default_preparation
+    before(official_start, settings.default_preparation)
+}
+
+/// `t - d`, or the first or last instant there is if a setting's duration goes past it (the
+/// configuration accepts up to ±292 million years): a rule never panics on its settings.
+fn before(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_sub_signed(d).unwrap_or(if d > Duration::zero() {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
 }
 
 /// B1 (Art. 5.1): a request must be submitted at least `settings.lead_time` (5 × 24 h) before
@@ -178,7 +188,7 @@ pub fn check_lead_time(
         return Ok(());
     }
     let rule = RuleId::B1;
-    let deadline = format_datetime_vi(official_start - settings.lead_time);
+    let deadline = format_datetime_vi(before(official_start, settings.lead_time));
     let start = format_datetime_vi(official_start);
     Err(Violation::new(
         rule,
@@ -277,7 +287,7 @@ pub fn provider_notice_deadline(
     official_start: DateTime<Utc>,
     settings: &Settings,
 ) -> DateTime<Utc> {
-    official_start - settings.provider_notice
+    before(official_start, settings.provider_notice)
 }
 
 /// B2: whether the booking is to be flagged because the provider notice did not (or can no
@@ -324,7 +334,7 @@ pub fn reminder_times(
     let mut times: Vec<_> = settings
         .reminders
         .iter()
-        .map(|before| preparation_start - *before)
+        .map(|d| before(preparation_start, *d))
         .filter(|t| *t >= now)
         .collect();
     times.sort();
@@ -612,5 +622,49 @@ pub(crate) mod tests {
         assert_eq!(s.control_center_capacity, 2);
         assert_eq!(s.reminders, vec![Duration::days(1), Duration::hours(2)]);
         assert_eq!(default_preparation_start(at(20, 8, 0), &s), at(20, 7, 30));
+    }
+
+    /// Found by `tests/fuzz.rs`: a duration in the configuration that reaches past the first or
+    /// last instant chrono knows (`reminder_minutes = [-136807847947]` is accepted) made every
+    /// booking page panic. The rules now saturate.
+    #[test]
+    fn settings_beyond_the_calendar_do_not_panic() {
+        let huge = Duration::try_minutes(i64::MAX / 60_000).unwrap();
+        let start = at(20, 8, 0);
+        for d in [huge, -huge] {
+            let s = Settings {
+                lead_time: d,
+                provider_notice: d,
+                default_preparation: d,
+                reminders: vec![d, Duration::hours(2)],
+                ..Settings::default()
+            };
+            let _ = check_lead_time(at(19, 8, 0), start, false, &s);
+            let _ = default_preparation_start(start, &s);
+            let _ = provider_notice_late(None, start, at(19, 8, 0), &s);
+            let _ = provider_notice_violation(start, &s);
+            let reminders = reminder_times(start, at(1, 0, 0), &s);
+            assert!(reminders.contains(&(start - Duration::hours(2))));
+        }
+        let s = Settings {
+            lead_time: huge,
+            ..Settings::default()
+        };
+        assert_eq!(
+            provider_notice_deadline(
+                start,
+                &Settings {
+                    provider_notice: huge,
+                    ..s.clone()
+                }
+            ),
+            DateTime::<Utc>::MIN_UTC
+        );
+        assert_eq!(
+            check_lead_time(at(19, 8, 0), start, false, &s)
+                .unwrap_err()
+                .code,
+            "lead_time"
+        );
     }
 }
