@@ -9,6 +9,7 @@
 //! ```text
 //! hnth-bench --server http://127.0.0.1:18443 --password … --sites 8 --duration 30
 //! hnth-bench --server http://127.0.0.1:18443 --password … --smoke   # exit 1 if no media flowed
+//! hnth-bench … --sites 50 --layout 1+7 --soak-minutes 60 --server-pid PID   # bench/soak.sh
 //! ```
 
 mod http;
@@ -16,7 +17,9 @@ mod janus;
 mod operator;
 mod report;
 mod site;
+mod soak;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +31,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::site::{SiteOutcome, SiteSpec};
+use crate::site::{SiteCtl, SiteOutcome, SiteSpec};
 
 /// Device accounts of the demo province (`hnth demo`), in the order sites are taken; beyond
 /// them come the load-test sites of `hnth demo --bench-sites N` (`dc-bench-001` …).
@@ -125,6 +128,34 @@ pub struct Opts {
     /// other site.
     #[arg(long)]
     pub smoke: bool,
+    /// Soak: one meeting for this many minutes (replaces --duration) while the operator cycles
+    /// the floor throughout, changes the frame every --frame-every seconds and drops a site
+    /// every --drop-every seconds (it closes its WebSocket and its peer, reconnects and is
+    /// joined again). Prints the server's memory, open files and threads (with --server-pid)
+    /// and a `SOAK-JSON` line; exit 1 if a rejoin got no media back or a change was not
+    /// acknowledged. --speakers defaults to 1 here.
+    #[arg(long)]
+    pub soak_minutes: Option<f64>,
+    /// Soak: seconds between frame (layout) changes; 0: none.
+    #[arg(long, default_value_t = 30.0)]
+    pub frame_every: f64,
+    /// Soak: seconds between site drops; 0: none.
+    #[arg(long, default_value_t = 30.0)]
+    pub drop_every: f64,
+    /// Soak: seconds a dropped site stays away before it reconnects.
+    #[arg(long, default_value_t = 3.0)]
+    pub offline_secs: f64,
+    /// Soak: a rejoined site that has not received media this many seconds after it
+    /// reconnected counts as failed.
+    #[arg(long, default_value_t = 30.0)]
+    pub rejoin_deadline: f64,
+    /// Soak: seconds between readings of the server's memory, open files and threads.
+    #[arg(long, default_value_t = 300.0)]
+    pub sample_every: f64,
+    /// Soak: growth is measured from this many seconds after dialing (the joins and first
+    /// renegotiations done); a quarter of the run if that is shorter.
+    #[arg(long, default_value_t = 120.0)]
+    pub warmup_secs: f64,
     /// One DTLS certificate for every synthetic site, made before dialing: making one per
     /// site (1.2 ms, 40 ms for the first) would lengthen the joins the report measures.
     #[arg(skip = hnth_media::generate_dtls_cert())]
@@ -149,6 +180,9 @@ fn main() -> std::process::ExitCode {
     if opts.smoke {
         opts.sites = 3;
         opts.duration = 5.0;
+    }
+    if let Some(m) = opts.soak_minutes {
+        opts.duration = m * 60.0;
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -182,8 +216,11 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     if opts.sites < 2 || opts.sites > 1000 {
         bail!("--sites must be 2 to 1000");
     }
-    if opts.floor_cycles > 0 && opts.muted {
-        bail!("--floor-cycles needs every site to send sound: drop --muted");
+    if (opts.floor_cycles > 0 || opts.soak_minutes.is_some()) && opts.muted {
+        bail!("--floor-cycles and --soak-minutes need every site to send sound: drop --muted");
+    }
+    if opts.soak_minutes.is_some_and(|m| m.is_nan() || m <= 0.0) {
+        bail!("--soak-minutes must be positive");
     }
     let host = http::host_port(&opts.server)?;
     let health = http::get(&host, "/healthz")
@@ -195,12 +232,21 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     let opts = Arc::new(opts);
     let epoch = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (ready_tx, mut ready_rx) = mpsc::channel::<String>(opts.sites);
+    let (ready_tx, mut ready_rx) = mpsc::channel::<(usize, i64)>(opts.sites);
+    let shared = Arc::new(soak::Shared::default());
 
     let mut tasks = Vec::new();
+    let mut drop_orders = Vec::new();
     for i in 0..opts.sites {
         let spec = SiteSpec {
+            index: i,
             username: site_username(i),
+        };
+        let (drop_tx, drop_rx) = mpsc::unbounded_channel();
+        drop_orders.push(drop_tx);
+        let ctl = SiteCtl {
+            drops: drop_rx,
+            shared: shared.clone(),
         };
         tasks.push(tokio::spawn(site::run(
             spec,
@@ -209,16 +255,22 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
             epoch,
             ready_tx.clone(),
             stop_rx.clone(),
+            ctl,
         )));
     }
     drop(ready_tx);
-    let mut online = 0;
-    while online < opts.sites {
+    // Each online site's drop order, by site id (the operator knows sites by id).
+    let mut drops: HashMap<i64, mpsc::UnboundedSender<()>> = HashMap::new();
+    while drops.len() < opts.sites {
         match ready_rx.recv().await {
-            Some(_) => online += 1,
+            Some((i, site_id)) => {
+                drops.insert(site_id, drop_orders[i].clone());
+            }
             None => break,
         }
     }
+    drop(drop_orders);
+    let online = drops.len();
     eprintln!("{online} sites online");
 
     // The operator opens a meeting and dials every online site.
@@ -243,6 +295,14 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
             _ => {}
         }
     };
+    let soaking = opts.soak_minutes.is_some();
+    let mut samples = Vec::new();
+    if soaking {
+        let pid = opts.server_pid;
+        samples.extend(pid.and_then(|p| {
+            soak::ServerSample::read(p, "start (before dialing)", Instant::now(), true)
+        }));
+    }
     let server_before = opts.server_pid.and_then(report::ProcSample::read);
     let self_before = report::ProcSample::read(std::process::id());
     let metrics_before = http::metrics(&host).await;
@@ -267,20 +327,45 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     // are done.
     let (stats_tx, stats_rx) = watch::channel(Value::Null);
     let steady_after = Duration::from_secs_f64((opts.duration / 2.0).min(8.0));
+    let (wind_tx, wind_rx) = watch::channel(false);
+    let every = |s: f64| (s > 0.0).then(|| Duration::from_secs_f64(s));
     let plan = operator::Plan {
         meeting,
-        speakers: opts.speakers.unwrap_or(opts.view + 1),
-        cycles: opts.floor_cycles,
+        // A soak: one site holds the floor throughout, the others in turn for the whole run.
+        speakers: (opts.speakers).unwrap_or(if soaking { 1 } else { opts.view + 1 }),
+        cycles: if soaking {
+            usize::MAX
+        } else {
+            opts.floor_cycles
+        },
         cycles_from: dialed_at + steady_after,
+        soak: soaking.then(|| operator::SoakPlan {
+            frame_every: every(opts.frame_every),
+            drop_every: every(opts.drop_every),
+            drops,
+            wind_down: wind_rx,
+            shared: shared.clone(),
+        }),
     };
     let reader = tokio::spawn(operator::run(op_tx, op_rx, plan, stats_tx, stop_rx.clone()));
     // The measuring window itself: media flows while this waits. The server's delay is also
     // read from a mark after the joins (a hundred DTLS handshakes at once queue the media
     // behind them), like the generator's own steady-state delays.
-    tokio::time::sleep(steady_after).await;
-    let metrics_steady = http::metrics(&host).await;
-    tokio::time::sleep_until((dialed_at + Duration::from_secs_f64(opts.duration)).into()).await;
+    let mut connected_end = 0;
+    let metrics_steady = if soaking {
+        connected_end = soak::window(&opts, dialed_at, &shared, &wind_tx, &mut samples).await;
+        None
+    } else {
+        tokio::time::sleep(steady_after).await;
+        let m = http::metrics(&host).await;
+        tokio::time::sleep_until((dialed_at + Duration::from_secs_f64(opts.duration)).into()).await;
+        m
+    };
     let ended_at = Instant::now();
+    let healthz = http::get(&host, "/healthz")
+        .await
+        .ok()
+        .map(|(code, _)| code);
     let server_after = opts.server_pid.and_then(report::ProcSample::read);
     let self_after = report::ProcSample::read(std::process::id());
     let metrics_after = http::metrics(&host).await;
@@ -296,18 +381,31 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     let server_stats = stats_rx.borrow().clone();
     // The operator (stopped with the sites) hands the socket back; the meeting is closed.
     let (mut floor_cycles, mut floor_holders) = (Vec::new(), None);
+    let mut soak_counts = operator::SoakCounts::default();
     if let Ok(operator::Outcome {
         tx: mut op_tx,
         cycles,
         speakers,
+        soak,
     }) = reader.await
     {
         floor_cycles = cycles;
+        soak_counts = soak;
         floor_holders = Some(speakers.into_iter().map(|s| s as u64).collect());
         let close = json!({"type": "close_meeting", "meeting": meeting});
         let _ = op_tx.send(Message::text(close.to_string())).await;
     }
 
+    if soaking {
+        return Ok(soak::print(
+            &opts,
+            &outcomes,
+            &samples,
+            &soak_counts,
+            connected_end,
+            healthz,
+        ));
+    }
     let procs = report::Procs {
         server: server_before.zip(server_after),
         generator: self_before.zip(self_after),
@@ -355,7 +453,10 @@ where
             None => bail!("websocket closed"),
             Some(Err(e)) => bail!("websocket: {e}"),
             Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str())?),
-            Some(Ok(Message::Close(_))) => bail!("websocket closed by the server"),
+            Some(Ok(Message::Close(frame))) => match frame {
+                Some(f) => bail!("websocket closed by the server ({} {})", f.code, f.reason),
+                None => bail!("websocket closed by the server"),
+            },
             Some(Ok(_)) => {}
         }
     }
