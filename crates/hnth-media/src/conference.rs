@@ -438,10 +438,18 @@ impl Conference {
                 .retain(|t| t.state != OutState::ToOpen || is_wanted(t));
             let mut changed = p.tracks_out.len() != before;
             for t in p.tracks_out.iter_mut().filter(|t| !is_wanted(t)) {
-                if let OutState::Open(m) = t.state {
-                    t.state = OutState::ToStop(m);
-                    changed = true;
-                }
+                // Out of view: parked (its m-line kept for when it comes back); a source that
+                // left the meeting: stopped.
+                let gone = !order.contains(&t.source);
+                t.state = match t.state {
+                    OutState::Open(m) | OutState::ToResume(m) if !gone => OutState::ToPark(m),
+                    OutState::Open(m)
+                    | OutState::ToResume(m)
+                    | OutState::Parked(m)
+                    | OutState::ToPark(m) => OutState::ToStop(m),
+                    s => s,
+                };
+                changed |= matches!(t.state, OutState::ToPark(_) | OutState::ToStop(_));
             }
             let mut heights_changed = false;
             for w in &wanted {
@@ -452,6 +460,16 @@ impl Conference {
                 });
                 match current {
                     Some(t) => {
+                        // Back in view: the parked m-line is made sendonly again (or, not yet
+                        // parked, simply stays open).
+                        match t.state {
+                            OutState::Parked(m) => {
+                                t.state = OutState::ToResume(m);
+                                changed = true;
+                            }
+                            OutState::ToPark(m) => t.state = OutState::Open(m),
+                            _ => {}
+                        }
                         if t.cell_height != w.cell_height {
                             t.cell_height = w.cell_height;
                             heights_changed = true;
@@ -494,7 +512,12 @@ impl Conference {
         for r in &order {
             if let Some(p) = self.peers.get_mut(r) {
                 p.subscribers.clear();
-                pairs.extend(p.tracks_out.iter().map(|t| (t.source, *r)));
+                pairs.extend(
+                    p.tracks_out
+                        .iter()
+                        .filter(|t| !matches!(t.state, OutState::Parked(_)))
+                        .map(|t| (t.source, *r)),
+                );
             }
         }
         pairs.sort_unstable();
@@ -562,6 +585,7 @@ impl Conference {
                 match t.state {
                     OutState::Negotiating(_) => t.state = OutState::ToOpen,
                     OutState::NegotiatingStop(m) => t.state = OutState::ToStop(m),
+                    OutState::NegotiatingPark(m) => t.state = OutState::ToPark(m),
                     _ => {}
                 }
             }
@@ -581,6 +605,16 @@ impl Conference {
                 }
             }
         }
+        for t in &mut p.tracks_out {
+            if let OutState::NegotiatingPark(m) = t.state {
+                t.state = OutState::Parked(m);
+                // Its next packets start a new run for the receiver's decoder: a keyframe,
+                // and the layer chosen again.
+                t.layer = None;
+                t.wanted = None;
+                t.wanted_asked = None;
+            }
+        }
         p.tracks_out
             .retain(|t| !matches!(t.state, OutState::NegotiatingStop(_)));
         let meeting = p.meeting;
@@ -588,7 +622,7 @@ impl Conference {
         let opened: Vec<(PeerId, Mid, MediaKind)> = p
             .tracks_out
             .iter()
-            .filter(|t| t.kind == MediaKind::Video)
+            .filter(|t| t.kind == MediaKind::Video && matches!(t.state, OutState::Open(_)))
             .map(|t| (t.source, t.source_mid, t.kind))
             .collect();
         for (source, mid, _) in opened {
@@ -1139,10 +1173,15 @@ impl Conference {
         let Some(p) = self.peers.get(&id) else {
             return;
         };
-        let has_changes = p
-            .tracks_out
-            .iter()
-            .any(|t| matches!(t.state, OutState::ToOpen | OutState::ToStop(_)));
+        let has_changes = p.tracks_out.iter().any(|t| {
+            matches!(
+                t.state,
+                OutState::ToOpen
+                    | OutState::ToStop(_)
+                    | OutState::ToPark(_)
+                    | OutState::ToResume(_)
+            )
+        });
         if p.pending.is_some() || !has_changes {
             return;
         }
@@ -1170,6 +1209,14 @@ impl Conference {
                 OutState::ToStop(m) => {
                     change.stop_media(m);
                     t.state = OutState::NegotiatingStop(m);
+                }
+                OutState::ToPark(m) => {
+                    change.set_direction(m, Direction::Inactive);
+                    t.state = OutState::NegotiatingPark(m);
+                }
+                OutState::ToResume(m) => {
+                    change.set_direction(m, Direction::SendOnly);
+                    t.state = OutState::Negotiating(m);
                 }
                 _ => {}
             }

@@ -56,6 +56,15 @@ pub(crate) enum OutState {
     Open(Mid),
     ToStop(Mid),
     NegotiatingStop(Mid),
+    /// Out of the receiver's view, its m-line kept inactive: when the source comes back into
+    /// view the same m-line is made sendonly again. str0m never recycles a stopped m-line, so
+    /// stopping and adding one at every change of the view grew the receiver's SDP without
+    /// bound (300 m-lines, offers over the signaling's 256 KiB after 7 minutes of floor
+    /// changes at 50 sites); parked, a receiver has at most one m-line per source and kind.
+    ToPark(Mid),
+    NegotiatingPark(Mid),
+    Parked(Mid),
+    ToResume(Mid),
 }
 
 impl OutState {
@@ -65,7 +74,11 @@ impl OutState {
             OutState::Negotiating(m)
             | OutState::Open(m)
             | OutState::ToStop(m)
-            | OutState::NegotiatingStop(m) => Some(m),
+            | OutState::NegotiatingStop(m)
+            | OutState::ToPark(m)
+            | OutState::NegotiatingPark(m)
+            | OutState::Parked(m)
+            | OutState::ToResume(m) => Some(m),
         }
     }
 }

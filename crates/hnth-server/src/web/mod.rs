@@ -958,7 +958,6 @@ mod fuzz_tests {
         "/chair",
         "/site",
         "/metrics",
-        "/api/v1/docs",
     ];
 
     #[test]
