@@ -446,7 +446,11 @@ impl Conference {
                     OutState::Open(m)
                     | OutState::ToResume(m)
                     | OutState::Parked(m)
-                    | OutState::ToPark(m) => OutState::ToStop(m),
+                    | OutState::ToPark(m)
+                        if gone =>
+                    {
+                        OutState::ToStop(m)
+                    }
                     s => s,
                 };
                 changed |= matches!(t.state, OutState::ToPark(_) | OutState::ToStop(_));

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{Event, Sim};
@@ -180,4 +181,49 @@ fn a_site_joins_unheard_and_is_heard_only_while_its_gate_is_open() {
     let closed = frames(&sim, 2, 1, MediaKind::Audio);
     sim.run_for(Duration::from_secs(2));
     assert_eq!(frames(&sim, 2, 1, MediaKind::Audio), closed);
+}
+
+/// A receiver's view changing back and forth (the floor passed between two sites in a one-cell
+/// frame, as a debate does for hours) keeps one m-line per source: a video out of view is
+/// parked (inactive) and the same m-line carries it again when it is back, with frames.
+#[test]
+fn a_video_coming_back_into_view_reuses_its_m_line() {
+    let mut sim = Sim::new(Config::default());
+    for id in [1, 2, 3] {
+        sim.add_site_with(id, 1, Sim::light_site(id), unheard(Receives::Frame(vec![])))
+            .expect("add");
+    }
+    sim.run_for(Duration::from_secs(1));
+    let mut mids_of_2 = BTreeSet::new();
+    for round in 0..20 {
+        let shown = if round % 2 == 0 { 2 } else { 3 };
+        sim.conf
+            .set_receives(sim.now, 1, Receives::Frame(vec![(shown, LARGE)]))
+            .expect("set_receives");
+        let before = frames(&sim, 1, shown, MediaKind::Video);
+        assert!(
+            sim.run_until(Duration::from_secs(3), |s| frames(
+                s,
+                1,
+                shown,
+                MediaKind::Video
+            ) > before + 10),
+            "round {round}: site {shown}'s video not received again"
+        );
+        assert_eq!(videos(&sim, 1), vec![shown], "round {round}");
+        if shown == 2 {
+            mids_of_2.insert(track(&sim, 1, 2, MediaKind::Video).expect("2's video").mid);
+        }
+    }
+    assert_eq!(
+        mids_of_2.len(),
+        1,
+        "site 2's video on one m-line: {mids_of_2:?}"
+    );
+    // Site 1's session: the audio of 2 and 3, their videos, and its own two sending m-lines.
+    let m_lines = sim.site(1).remote_tracks().len();
+    assert!(
+        m_lines <= 4,
+        "{m_lines} remote m-lines after 20 changes of view"
+    );
 }
