@@ -73,10 +73,7 @@ impl FromRequestParts<AppState> for CurrentUser {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
-    use crate::live::driver::MediaRouter;
-    use crate::live::signaling::Hub;
     use crate::services::accounts::{self, By, NewAccount};
     use crate::store::testing::{break_column, db};
     use crate::web::{router, AppState};
@@ -99,24 +96,7 @@ mod tests {
         accounts::create(&db, By::Tool("test"), &new).await.unwrap();
         let security = crate::config::Security::default();
         let (token, _) = accounts::login(&db, &security, "op", PW).await.unwrap();
-        let (media, _) = tokio::sync::mpsc::unbounded_channel();
-        let state = AppState {
-            db: db.clone(),
-            hub: Hub::new(
-                db.clone(),
-                MediaRouter::new(vec![media]),
-                Default::default(),
-                Default::default(),
-                Default::default(),
-            )
-            .await
-            .unwrap(),
-            settings: Arc::default(),
-            limits: Arc::new(crate::web::limits::Limits::new(&Default::default())),
-            secure_cookies: false,
-            outbox: Arc::default(),
-            media_delay: Arc::default(),
-        };
+        let state = AppState::for_tests(db.clone()).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router(state)).await });

@@ -861,7 +861,6 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
 /// (scripts/fuzz-long.sh).
 #[cfg(test)]
 mod fuzz_tests {
-    use std::sync::Arc;
 
     use axum::body::Body;
     use axum::extract::ConnectInfo;
@@ -872,8 +871,6 @@ mod fuzz_tests {
     use tower::ServiceExt;
 
     use crate::fuzzing::{cases, number, object, text, value};
-    use crate::live::driver::MediaRouter;
-    use crate::live::signaling::Hub;
     use crate::services::accounts;
     use crate::web::{router, AppState};
 
@@ -994,24 +991,7 @@ mod fuzz_tests {
                 .await
                 .unwrap();
             let csrf = accounts::session(&db, &cookie).await.unwrap().unwrap().csrf;
-            let (media, _) = tokio::sync::mpsc::unbounded_channel();
-            let state = AppState {
-                db: db.clone(),
-                hub: Hub::new(
-                    db.clone(),
-                    MediaRouter::new(vec![media]),
-                    Default::default(),
-                    Default::default(),
-                    Default::default(),
-                )
-                .await
-                .unwrap(),
-                settings: Arc::default(),
-                limits: Arc::new(crate::web::limits::Limits::new(&Default::default())),
-                secure_cookies: false,
-                outbox: Arc::default(),
-                media_delay: Arc::default(),
-            };
+            let state = AppState::for_tests(db.clone()).await;
             let doc = serde_json::to_value(crate::web::api::document()).unwrap();
             let mut api: Vec<(String, String)> = Vec::new();
             for (path, item) in doc["paths"].as_object().unwrap() {

@@ -20,3 +20,29 @@ pub struct AppState {
     /// The login's and the signaling's flood limits.
     pub limits: Arc<super::limits::Limits>,
 }
+
+#[cfg(test)]
+impl AppState {
+    /// A state on `db` for the handlers' tests: a hub whose media commands go nowhere, the
+    /// default settings and limits, plain HTTP.
+    pub async fn for_tests(db: store::Db) -> AppState {
+        let (media, _) = tokio::sync::mpsc::unbounded_channel();
+        AppState {
+            db: db.clone(),
+            hub: Hub::new(
+                db,
+                crate::live::driver::MediaRouter::new(vec![media]),
+                Default::default(),
+                Default::default(),
+                Default::default(),
+            )
+            .await
+            .expect("a hub on a fresh database"),
+            settings: Arc::default(),
+            limits: Arc::new(super::limits::Limits::new(&Default::default())),
+            secure_cookies: false,
+            outbox: Arc::default(),
+            media_delay: Arc::default(),
+        }
+    }
+}
