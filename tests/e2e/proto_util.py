@@ -143,6 +143,17 @@ class OwnServer:
             con.close()
 
 
+def close_world(srv: "OwnServer", console: "Ws | None", sites: dict) -> None:
+    """The end of a test with its own server: the console's WebSocket closed, every (aiortc)
+    site stopped, the server stopped, its log kept."""
+    if console is not None:
+        console.conn.close()
+    for s in sites.values():
+        s.stop()
+    srv.stop()
+    print(f"\nserver log kept at {srv.log_path}")
+
+
 @contextlib.contextmanager
 def own_server(name: str, password: str, extra_args: list[str] | None = None, settings: str | None = None):
     """A started OwnServer with fresh data and log directories, stopped at the end (its log kept);

@@ -17,7 +17,7 @@ import pytest
 
 from aiortc_site import AiortcSite
 from e2e_util import wait_for
-from proto_util import OwnServer, Ws, api_login, session
+from proto_util import OwnServer, Ws, api_login, close_world, session
 
 PASSWORD = "Aiortc-san-matkhau-2026!"
 A, B = "dc-hong-dan", "dc-vinh-loi"
@@ -32,11 +32,7 @@ def world(inside_netns):
     try:
         yield srv, console, sites
     finally:
-        console.conn.close()
-        for s in sites.values():
-            s.stop()
-        srv.stop()
-        print(f"\naiortc-floor server log kept at {srv.log_path}")
+        close_world(srv, console, sites)
 
 
 def snap(site: AiortcSite) -> dict:

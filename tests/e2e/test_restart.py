@@ -18,7 +18,7 @@ import time
 
 from aiortc_site import AiortcSite
 from e2e_util import BrowserFactory, wait_for
-from proto_util import OwnServer, Ws, api_login
+from proto_util import OwnServer, Ws, api_login, close_world
 
 PASSWORD = "Khoi-dong-lai-matkhau-2026!"
 A, B = "dc-hong-dan", "dc-vinh-loi"
@@ -58,15 +58,6 @@ def open_with_both(srv, console: Ws, title: str, more: list[str] = ()) -> tuple[
 def close_meeting(console: Ws, meeting: int) -> None:
     console.send({"type": "close_meeting", "meeting": meeting})
     console.expect_type("meeting_closed", meeting=meeting)
-
-
-def cleanup(srv, console: Ws | None, sites: dict) -> None:
-    if console is not None:
-        console.conn.close()
-    for s in sites.values():
-        s.stop()
-    srv.stop()
-    print(f"server log kept at {srv.log_path}")
 
 
 def course(state: dict) -> tuple:
@@ -173,7 +164,7 @@ def test_a_killed_server_brings_its_meeting_back_with_its_course(inside_netns):
         close_meeting(console, meeting)
     finally:
         browsers.quit_all()
-        cleanup(srv, console, sites)
+        close_world(srv, console, sites)
 
 
 def test_a_stopped_server_tells_every_page_and_records_the_interruption(inside_netns):
@@ -211,4 +202,4 @@ def test_a_stopped_server_tells_every_page_and_records_the_interruption(inside_n
         sites = sites_in(srv, meeting)
         close_meeting(console, meeting)
     finally:
-        cleanup(srv, console, sites)
+        close_world(srv, console, sites)

@@ -32,6 +32,43 @@ pub const NOTICE_SENDS: &str = "hnth_notice_sends_total";
 /// A site's signaling connection opened (a site that keeps reconnecting shows here).
 pub const SITE_CONNECTIONS: &str = "hnth_site_connections_total";
 
+/// A media worker's traffic counters, looked up once (the worker's loop counts every batch; the
+/// `counter!` macro would look the name up in the registry each time).
+pub struct Traffic {
+    packets_in: metrics::Counter,
+    bytes_in: metrics::Counter,
+    packets_out: metrics::Counter,
+    bytes_out: metrics::Counter,
+    send_dropped: metrics::Counter,
+}
+
+impl Traffic {
+    /// After [`install`] (before it, the counters go nowhere).
+    pub fn new() -> Traffic {
+        Traffic {
+            packets_in: metrics::counter!(PACKETS_IN),
+            bytes_in: metrics::counter!(BYTES_IN),
+            packets_out: metrics::counter!(PACKETS_OUT),
+            bytes_out: metrics::counter!(BYTES_OUT),
+            send_dropped: metrics::counter!(SEND_DROPPED),
+        }
+    }
+
+    pub fn received(&self, datagrams: usize, bytes: usize) {
+        self.packets_in.increment(datagrams as u64);
+        self.bytes_in.increment(bytes as u64);
+    }
+
+    pub fn sent(&self, datagrams: usize, bytes: usize, dropped: usize) {
+        self.packets_out
+            .increment(datagrams.saturating_sub(dropped) as u64);
+        self.bytes_out.increment(bytes as u64);
+        if dropped > 0 {
+            self.send_dropped.increment(dropped as u64);
+        }
+    }
+}
+
 /// Installs the recorder (once, at the server's start, before the media workers).
 pub fn install() {
     if HANDLE.get().is_some() {

@@ -292,10 +292,7 @@ pub async fn run(
 ) {
     let mut rx = RecvBatch::default();
     let mut out = SendBatch::default();
-    let (packets_in, bytes_in) = (
-        metrics::counter!(crate::telemetry::PACKETS_IN),
-        metrics::counter!(crate::telemetry::BYTES_IN),
-    );
+    let traffic = crate::telemetry::Traffic::new();
     let mut tx: Vec<Transmit> = Vec::with_capacity(BATCH * 4);
     // Arrival stamps of the datagrams handled since the last flush (a batch at most).
     let mut arrivals: Vec<Duration> = Vec::with_capacity(BATCH);
@@ -310,7 +307,7 @@ pub async fn run(
     // Flush, then account the delay of the datagrams handled since the last flush: what they
     // caused has left with it (forwarded packets leave in the call that received them).
     let mut flush_measured = |conf: &mut Conference, arrivals: &mut Vec<Duration>| {
-        flush(&socket, conf, &events, &mut tx, &mut out);
+        flush(&socket, conf, &events, &mut tx, &mut out, &traffic);
         if let (Some(h), false) = (&delay, arrivals.is_empty()) {
             let now = hnth_net::realtime();
             for a in arrivals.iter() {
@@ -337,8 +334,7 @@ pub async fn run(
                 for _ in 0..RECV_ROUNDS {
                     match rx.recv(&socket) {
                         Ok(n) => {
-                            packets_in.increment(n as u64);
-                            bytes_in.increment(rx.bytes() as u64);
+                            traffic.received(n, rx.bytes());
                             if let Some(h) = &delay {
                                 let first = arrivals.len();
                                 arrivals.extend(rx.arrivals());
@@ -421,6 +417,7 @@ fn flush(
     events: &UnboundedSender<MediaEvent>,
     tx: &mut Vec<Transmit>,
     out: &mut SendBatch,
+    traffic: &crate::telemetry::Traffic,
 ) {
     while let Some(out) = conf.poll_output() {
         let ev = match out {
@@ -448,11 +445,8 @@ fn flush(
             .map(|t| (t.destination, &t.contents[..]))
             .collect();
         let dropped = out.send_all(socket, &list);
-        metrics::counter!(crate::telemetry::PACKETS_OUT).increment((list.len() - dropped) as u64);
-        metrics::counter!(crate::telemetry::BYTES_OUT)
-            .increment(list.iter().map(|(_, d)| d.len() as u64).sum());
+        traffic.sent(list.len(), list.iter().map(|(_, d)| d.len()).sum(), dropped);
         if dropped > 0 {
-            metrics::counter!(crate::telemetry::SEND_DROPPED).increment(dropped as u64);
             tracing::trace!(dropped, "udp send buffer full");
         }
         tx.clear();
